@@ -1,0 +1,102 @@
+//! The command line: one module per subcommand, each with its clap `Args` and a `run`.
+//!
+//! [`main`] is everything `src/main.rs` does: load the settings once, start telemetry,
+//! dispatch, and turn the outcome into an exit code (see [`crate::exit`]).
+
+mod config;
+mod wait_db;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::build_info;
+use crate::config::{Loaded, Settings, Sources};
+use crate::exit::{self, ExitCode};
+
+/// discbaboons `app`: one static binary that waits for PostgreSQL, migrates it, serves the
+/// API, and keeps its secrets sealed with age.
+#[derive(Debug, Parser)]
+#[command(name = "app", version = build_info::VERSION_LONG, propagate_version = true)]
+#[command(after_help = "Exit codes are listed in the README. Configuration: `app config --help`.")]
+pub struct Cli {
+    /// TOML configuration file (lower precedence than the environment).
+    #[arg(long, global = true, env = "APP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait until PostgreSQL accepts an authenticated `select 1` (the first init container).
+    #[command(after_help = wait_db::EXAMPLES)]
+    WaitDb(wait_db::Args),
+    /// Print the effective configuration, every secret redacted.
+    #[command(after_help = config::EXAMPLES)]
+    Config(config::Args),
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> std::process::ExitCode {
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let sources = Sources {
+        file: cli.config.clone(),
+        env,
+        sealed: None,
+    };
+    let Loaded { settings, warnings } = match crate::config::load(&sources) {
+        Ok(loaded) => loaded,
+        Err(err) => return fail(&err),
+    };
+    let guard = match crate::telemetry::init(
+        &settings.log.level,
+        settings.log.format_for(settings.env),
+        settings.log.dir.as_deref(),
+    ) {
+        Ok(guard) => guard,
+        Err(err) => return fail(&err.into()),
+    };
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let outcome = run(cli.command, &settings);
+    let code = match &outcome {
+        Ok(()) => ExitCode::Ok,
+        Err(err) => {
+            let code = exit::classify(err);
+            tracing::error!(exit_code = code.code(), "{err:#}");
+            code
+        }
+    };
+    // Flush every buffered log line before the process ends.
+    drop(guard);
+    if let Err(err) = &outcome {
+        eprintln!("error: {err:#}");
+    }
+    code.into()
+}
+
+fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match command {
+            Command::WaitDb(args) => wait_db::run(args, settings).await,
+            Command::Config(args) => config::run(args, settings).await,
+        }
+    })
+}
+
+/// Reports an error that happened before telemetry existed.
+fn fail(err: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("error: {err:#}");
+    exit::classify(err).into()
+}

@@ -1,0 +1,39 @@
+//! `app wait-db`: the first init container, in place of a `pg_isready` loop.
+
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::db::{self, WaitPolicy};
+
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  app wait-db                      wait up to 60 s for the configured database
+  app wait-db --timeout 2m         wait longer (e.g. a cold PersistentVolume)
+  APP_DATABASE__HOST=postgres app wait-db --timeout 10s
+
+Exit codes: 0 ready; 4 not ready before the timeout (the last reason is printed);
+3 invalid configuration.";
+
+/// Options of `app wait-db`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Give up after this long (e.g. `60s`, `2m`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// Longest pause between attempts; pauses start at 100 ms and double up to this.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub max_backoff: Duration,
+}
+
+/// Waits until the database answers `select 1` as the configured user.
+pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
+    let policy = WaitPolicy {
+        timeout: args.timeout,
+        initial_backoff: Duration::from_millis(100).min(args.max_backoff),
+        max_backoff: args.max_backoff,
+        attempt_timeout: settings.database.connect_timeout,
+    };
+    db::wait_until_ready(&settings.database, policy).await?;
+    Ok(())
+}

@@ -1,0 +1,457 @@
+//! One typed [`Settings`], loaded once at start-up and passed by reference.
+//!
+//! Layers, lowest first: built-in defaults, an optional TOML file (`--config` / `APP_CONFIG`),
+//! the universal variables `DATABASE_URL`, `PORT`, `LOG_LEVEL`, the `APP_`-prefixed
+//! environment (`__` nests: `APP_DATABASE__HOST`), and last the values decrypted from the
+//! sealed secrets file. Only this module looks at the environment, and only through the map
+//! handed to [`load`]: library code gets `&Settings`.
+
+mod database;
+mod env;
+mod error;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use database::{DatabaseSettings, SslMode, mask_url};
+pub use error::ConfigError;
+pub use secret::{SecretString, redact};
+
+/// Which deployment this is; chooses defaults such as the log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A laptop or the Kind cluster: readable logs, a missing sealed file is fine.
+    #[default]
+    Dev,
+    /// Production: JSON logs, sealed secrets and a strong JWT secret required.
+    Prod,
+}
+
+impl Environment {
+    /// `dev` or `prod`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Prod => "prod",
+        }
+    }
+}
+
+/// Everything `app` can be configured with. See the README's configuration table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `dev` or `prod` (`APP_ENV`).
+    pub env: Environment,
+    /// The HTTP API listener.
+    pub http: HttpSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// The PostgreSQL connection.
+    pub database: DatabaseSettings,
+    /// JSON Web Tokens for the API.
+    pub jwt: JwtSettings,
+    /// The Prometheus metrics listener.
+    pub metrics: MetricsSettings,
+    /// Where the sealed secrets file and the age identities are mounted.
+    pub sealed: SealedSettings,
+    /// Schema migrations.
+    pub migrate: MigrateSettings,
+    /// Names (never values) of the sealed secrets that were loaded, for `/api/info`.
+    #[serde(skip)]
+    pub loaded_secrets: Vec<String>,
+}
+
+/// The HTTP API listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port to listen on (`PORT`, default 3000 as the seed).
+    pub port: u16,
+    /// Largest request body accepted, in bytes; larger gets 413.
+    pub body_limit: usize,
+    /// A request taking longer than this is answered 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// After SIGTERM: how long the listener keeps serving while readiness reports 503, so
+    /// Kubernetes removes the pod from its endpoints before connections are refused.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// After the grace period: how long in-flight requests get to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Base URL of a running server, for `app healthcheck` (default: this listener on loopback).
+    pub healthcheck_url: Option<String>,
+}
+
+/// Output format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured on a terminal (dev default).
+    Pretty,
+    /// One JSON object per line (prod default).
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter: `info`, or per target, `app=debug,sqlx=warn` (`LOG_LEVEL`).
+    pub level: String,
+    /// `pretty` or `json`; by default pretty in dev and json in prod.
+    pub format: Option<LogFormat>,
+    /// Also write daily-rotated log files into this directory.
+    pub dir: Option<PathBuf>,
+    /// Log one line per HTTP request.
+    pub requests: bool,
+}
+
+impl LogSettings {
+    /// The configured format, or the environment's default.
+    pub fn format_for(&self, env: Environment) -> LogFormat {
+        self.format.unwrap_or(match env {
+            Environment::Dev => LogFormat::Pretty,
+            Environment::Prod => LogFormat::Json,
+        })
+    }
+}
+
+/// JSON Web Tokens for the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// HS256 signing secret (`JWT_SECRET` in the sealed file). Required in prod.
+    #[serde(serialize_with = "redact")]
+    pub secret: Option<SecretString>,
+    /// Lifetime of an issued token.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// The `iss` claim written and required.
+    pub issuer: String,
+}
+
+/// The Prometheus metrics listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` on its own port.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port to listen on.
+    pub port: u16,
+}
+
+/// Where the sealed secrets file and the age identities are mounted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedSettings {
+    /// The sealed secrets file (a ConfigMap in the pod). Optional in dev, required in prod.
+    pub file: PathBuf,
+    /// Every file in this directory is an age identity (a Secret volume in the pod).
+    pub identity_dir: PathBuf,
+}
+
+/// Schema migrations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateSettings {
+    /// How long `migrate` waits for another migrator's lock before giving up.
+    #[serde(with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// Baseline a non-empty schema that has no history table, as Flyway's option of that name.
+    pub baseline_on_migrate: bool,
+    /// The version a baseline records.
+    pub baseline_version: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            env: Environment::Dev,
+            http: HttpSettings {
+                host: IpAddr::from([0, 0, 0, 0]),
+                port: 3000,
+                body_limit: 64 * 1024,
+                request_timeout: Duration::from_secs(10),
+                shutdown_grace: Duration::from_secs(5),
+                shutdown_timeout: Duration::from_secs(20),
+                healthcheck_url: None,
+            },
+            log: LogSettings {
+                level: "info".into(),
+                format: None,
+                dir: None,
+                requests: true,
+            },
+            database: DatabaseSettings::default(),
+            jwt: JwtSettings {
+                secret: None,
+                ttl: Duration::from_secs(3600),
+                issuer: "discbaboons".into(),
+            },
+            metrics: MetricsSettings {
+                enabled: true,
+                host: IpAddr::from([0, 0, 0, 0]),
+                port: 9090,
+            },
+            sealed: SealedSettings {
+                file: "/etc/app/sealed/secrets.yaml".into(),
+                identity_dir: "/etc/app/identity".into(),
+            },
+            migrate: MigrateSettings {
+                lock_timeout: Duration::from_secs(120),
+                baseline_on_migrate: false,
+                baseline_version: "1".into(),
+            },
+            loaded_secrets: Vec::new(),
+        }
+    }
+}
+
+/// Secret values decrypted from the sealed file, by key name (`DATABASE_PASSWORD`, ...).
+#[derive(Debug, Default)]
+pub struct SealedValues {
+    /// Key name to value.
+    pub values: BTreeMap<String, SecretString>,
+}
+
+/// Where a sealed key name lands in [`Settings`].
+pub const SEALED_KEYS: &[(&str, &str)] = &[
+    ("DATABASE_PASSWORD", "database.password"),
+    ("DATABASE_URL", "database.url"),
+    ("DATABASE_USER", "database.user"),
+    ("JWT_SECRET", "jwt.secret"),
+];
+
+/// Decrypts the sealed file named by the preliminary settings. Supplied by the caller so
+/// that configuration does not depend on the secrets module.
+pub type SealedLoader<'a> = &'a dyn Fn(&Settings) -> anyhow::Result<SealedValues>;
+
+/// What [`load`] reads: the inputs, gathered by `main`.
+pub struct Sources<'a> {
+    /// The TOML file from `--config` or `APP_CONFIG`.
+    pub file: Option<PathBuf>,
+    /// A snapshot of the process environment.
+    pub env: BTreeMap<String, String>,
+    /// Decrypts the sealed secrets; `None` skips that layer.
+    pub sealed: Option<SealedLoader<'a>>,
+}
+
+/// What loading produced, besides the settings: notes for the log once telemetry is up.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The settings.
+    pub settings: Settings,
+    /// Things worth a warning (ignored variables, unknown sealed keys).
+    pub warnings: Vec<String>,
+}
+
+/// Loads the settings from every layer, checks them, and fills environment-dependent defaults.
+pub fn load(sources: &Sources<'_>) -> anyhow::Result<Loaded> {
+    let mut warnings = Vec::new();
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(path) = &sources.file {
+        if !path.is_file() {
+            return Err(ConfigError::FileMissing(path.clone()).into());
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let env = env::EnvLayers::from_vars(&sources.env);
+    warnings.extend(env.ignored.iter().map(|name| {
+        format!("ignoring environment variable {name}: it names no setting (see `app config`)")
+    }));
+    figment = figment.merge(env.universal).merge(env.prefixed);
+    let mut settings: Settings = extract(&figment)?;
+
+    if let Some(loader) = sources.sealed {
+        let sealed = loader(&settings)?;
+        let mut layer = BTreeMap::new();
+        for (key, value) in &sealed.values {
+            match SEALED_KEYS.iter().find(|(name, _)| name == key) {
+                Some((_, path)) => {
+                    layer.insert(path.to_string(), value.clone());
+                    settings.loaded_secrets.push(key.clone());
+                }
+                None => warnings.push(format!(
+                    "sealed key {key} maps to no setting and is ignored (known: {})",
+                    SEALED_KEYS
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+        if !layer.is_empty() {
+            let loaded = std::mem::take(&mut settings.loaded_secrets);
+            figment = figment.merge(env::secret_layer(layer));
+            settings = extract(&figment)?;
+            settings.loaded_secrets = loaded;
+        }
+    }
+
+    settings.validate()?;
+    Ok(Loaded { settings, warnings })
+}
+
+fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
+    figment
+        .extract_lossy::<Settings>()
+        .map_err(|e| ConfigError::from_figment(e, figment))
+}
+
+impl Settings {
+    /// Checks what types alone cannot: the database options build, the log filter parses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.database.connect_options()?;
+        crate::telemetry::parse_filter(&self.log.level)?;
+        if self.database.pool_max == 0 {
+            return Err(ConfigError::Invalid {
+                key: "database.pool_max".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, every secret replaced by `<redacted>`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("settings always serialize to TOML")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_env(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        load(&Sources {
+            file: None,
+            env: env(pairs),
+            sealed: None,
+        })
+        .map(|l| l.settings)
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let s = load_env(&[]).unwrap();
+        assert_eq!(s.http.port, 3000);
+        assert_eq!(s.metrics.port, 9090);
+        assert_eq!(s.env, Environment::Dev);
+        assert_eq!(s.log.format_for(s.env), LogFormat::Pretty);
+    }
+
+    #[test]
+    fn universal_names_are_honoured_and_app_names_win() {
+        let s = load_env(&[("PORT", "8080"), ("LOG_LEVEL", "debug")]).unwrap();
+        assert_eq!(s.http.port, 8080);
+        assert_eq!(s.log.level, "debug");
+        let s = load_env(&[("PORT", "8080"), ("APP_HTTP__PORT", "9000")]).unwrap();
+        assert_eq!(s.http.port, 9000);
+    }
+
+    #[test]
+    fn prod_defaults_to_json_logs() {
+        let s = load_env(&[("APP_ENV", "prod")]).unwrap();
+        assert_eq!(s.log.format_for(s.env), LogFormat::Json);
+    }
+
+    #[test]
+    fn env_secrets_are_taken_verbatim() {
+        for pw in [
+            "12345",
+            "true",
+            "[abc]",
+            "{x=1}",
+            "\"quoted\"",
+            "a\\nb",
+            "p@ss:/+=?&%#",
+        ] {
+            let s = load_env(&[("APP_DATABASE__PASSWORD", pw)]).unwrap();
+            assert_eq!(
+                s.database.password.as_ref().unwrap().expose(),
+                pw,
+                "password {pw:?} changed on the way in"
+            );
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_key_but_not_the_value() {
+        let err = load_env(&[("APP_HTTP__PORT", "not-a-port-s3cr3t")]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("http.port"), "{msg}");
+        assert!(msg.contains("APP_HTTP__PORT"), "{msg}");
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_nested_env_key_is_an_error_and_stray_prefix_is_ignored() {
+        let err = load_env(&[("APP_DATABASE__HOSTT", "x")]).unwrap_err();
+        assert!(format!("{err:#}").contains("database.hostt"), "{err:#}");
+        let loaded = load(&Sources {
+            file: None,
+            env: env(&[("APP_SERVICE_HOST", "10.0.0.1")]),
+            sealed: None,
+        })
+        .unwrap();
+        assert!(loaded.warnings[0].contains("APP_SERVICE_HOST"));
+    }
+
+    #[test]
+    fn sealed_values_override_everything_and_are_named() {
+        let loader = |_: &Settings| -> anyhow::Result<SealedValues> {
+            let mut values = BTreeMap::new();
+            values.insert("JWT_SECRET".to_string(), SecretString::from("sealed-jwt"));
+            values.insert("SURPRISE".to_string(), SecretString::from("x"));
+            Ok(SealedValues { values })
+        };
+        let loaded = load(&Sources {
+            file: None,
+            env: env(&[("APP_JWT__SECRET", "from-env")]),
+            sealed: Some(&loader),
+        })
+        .unwrap();
+        let s = loaded.settings;
+        assert_eq!(s.jwt.secret.unwrap().expose(), "sealed-jwt");
+        assert_eq!(s.loaded_secrets, vec!["JWT_SECRET".to_string()]);
+        assert!(loaded.warnings.iter().any(|w| w.contains("SURPRISE")));
+    }
+
+    #[test]
+    fn redacted_dump_hides_secrets() {
+        let s = load_env(&[
+            ("APP_DATABASE__PASSWORD", "hunter2"),
+            ("APP_JWT__SECRET", "jwt-hunter3"),
+            ("DATABASE_URL", "postgresql://u:hunter4@db/x"),
+        ])
+        .unwrap();
+        let dump = s.to_redacted_toml();
+        for secret in ["hunter2", "hunter3", "hunter4"] {
+            assert!(!dump.contains(secret), "{dump}");
+            assert!(!format!("{s:?}").contains(secret));
+        }
+        assert!(dump.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,150 @@
+//! `app wait-db` against real PostgreSQL clusters: ready, not yet ready, never ready, wrong
+//! password, and a password full of URL metacharacters.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use support::{Cluster, app, output_text};
+
+/// A port with nothing listening: bind one, then let it go.
+fn dead_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn ready_database_exits_zero_at_once() {
+    let db = Cluster::shared().create_db();
+    let out = app().arg("wait-db").envs(db.app_env()).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(output_text(&out).contains("database ready"));
+}
+
+#[test]
+fn nothing_listening_times_out_with_its_code_and_reason() {
+    let started = Instant::now();
+    let out = app()
+        .args(["wait-db", "--timeout", "2s"])
+        .env("APP_DATABASE__HOST", "127.0.0.1")
+        .env("APP_DATABASE__PORT", dead_port().to_string())
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    assert!(text.contains("connection refused"), "{text}");
+    assert!(text.contains("not ready after"), "{text}");
+}
+
+#[test]
+fn unresolvable_host_is_a_dns_failure() {
+    let out = app()
+        .args(["wait-db", "--timeout", "1s"])
+        .env("APP_DATABASE__HOST", "no-such-host.invalid")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("DNS failure"), "{text}");
+}
+
+#[test]
+fn waits_for_a_server_that_starts_later() {
+    let cluster = Cluster::private();
+    cluster.stop();
+    let mut child = app()
+        .args(["wait-db", "--timeout", "30s", "--max-backoff", "500ms"])
+        .env("APP_DATABASE__HOST", "127.0.0.1")
+        .env("APP_DATABASE__PORT", cluster.port.to_string())
+        .env("APP_DATABASE__USER", support::pg::SUPERUSER)
+        .env("APP_DATABASE__PASSWORD", support::pg::SUPERUSER_PASSWORD)
+        .env("APP_DATABASE__NAME", "postgres")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "wait-db gave up too early"
+    );
+    cluster.start();
+    let out = child.wait_with_output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("connection_refused"), "{text}");
+    assert!(text.contains("database ready"), "{text}");
+}
+
+#[test]
+fn wrong_password_is_an_authentication_failure() {
+    let db = Cluster::shared().create_db();
+    let out = app()
+        .args(["wait-db", "--timeout", "1s"])
+        .envs(db.app_env())
+        .env("APP_DATABASE__PASSWORD", "definitely-wrong-pw")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(!text.contains("definitely-wrong-pw"), "{text}");
+}
+
+#[test]
+fn missing_database_is_named() {
+    let db = Cluster::shared().create_db();
+    let out = app()
+        .args(["wait-db", "--timeout", "1s"])
+        .envs(db.app_env())
+        .env("APP_DATABASE__NAME", "no_such_db")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("database does not exist"), "{text}");
+}
+
+/// The seed's rotation broke on `+ / =` in a password pasted into DATABASE_URL.
+const NASTY_PASSWORD: &str = "p@ss:w/rd+=?&%#!x";
+
+#[test]
+fn special_character_password_works_as_discrete_fields_and_is_explained_in_a_url() {
+    let db = Cluster::shared().create_db();
+    let role = format!("nasty_{}", db.name);
+    db.psql(&format!(
+        "create role {role} login password '{}'; grant all on database {} to {role}",
+        NASTY_PASSWORD.replace('\'', "''"),
+        db.name
+    ));
+
+    let out = app()
+        .args(["wait-db", "--timeout", "5s"])
+        .envs(db.app_env())
+        .env("APP_DATABASE__USER", &role)
+        .env("APP_DATABASE__PASSWORD", NASTY_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let url = format!(
+        "postgresql://{role}:{NASTY_PASSWORD}@127.0.0.1:{}/{}",
+        db.cluster.port, db.name
+    );
+    let out = app()
+        .args(["wait-db", "--timeout", "1s"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("percent-encode"), "{text}");
+    assert!(text.contains(&format!("{role}:****@")), "{text}");
+    assert!(!text.contains("w/rd"), "{text}");
+    db.psql(&format!("drop owned by {role}; drop role {role}"));
+}
