@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every test and check the project has, in the order a failure is cheapest to find.
+# Installs what it needs first (scripts/setup.sh). Set TEST_LOG=debug to see the app's logs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked --all-targets --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+step "static binary"
+scripts/check-static.sh
+
+if [ -x scripts/check-deploy.sh ]; then
+    step "deploy manifests and Dockerfile"
+    scripts/check-deploy.sh
+fi
+
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1) } }
+     END { printf "\ncargo: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
