@@ -148,3 +148,49 @@ fn special_character_password_works_as_discrete_fields_and_is_explained_in_a_url
     assert!(!text.contains("w/rd"), "{text}");
     db.psql(&format!("drop owned by {role}; drop role {role}"));
 }
+
+#[test]
+fn requiring_tls_from_a_plaintext_server_is_a_tls_failure() {
+    let db = Cluster::shared().create_db();
+    let out = app()
+        .args(["wait-db", "--timeout", "1s"])
+        .envs(db.app_env())
+        .env("APP_DATABASE__SSLMODE", "require")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("tls_failure"), "{text}");
+}
+
+#[test]
+fn prod_logs_are_json_lines_and_also_go_to_the_log_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = app()
+        .args(["wait-db", "--timeout", "1s"])
+        .env_remove("APP_LOG__FORMAT")
+        .env("APP_ENV", "prod")
+        .env("APP_LOG__DIR", dir.path())
+        .env("APP_DATABASE__HOST", "127.0.0.1")
+        .env("APP_DATABASE__PORT", dead_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
+    let logged: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    // Every line reached the file before exit: the non-blocking writer was flushed.
+    assert_eq!(logged.lines().count(), lines.len(), "{logged}");
+    assert!(
+        logged.contains("\"reason\":\"connection_refused\""),
+        "{logged}"
+    );
+}
