@@ -132,6 +132,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
         Coded,
         crate::config::ConfigError,
         crate::db::WaitError,
+        crate::migrate::MigrateError,
     );
     None
 }

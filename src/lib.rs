@@ -11,5 +11,7 @@ pub mod config;
 pub mod db;
 /// Exit codes: one enum, one table in the README.
 pub mod exit;
+/// Embedded, Flyway-compatible schema migrations that many replicas can run at once.
+pub mod migrate;
 /// The tracing subscriber: pretty in dev, JSON lines in prod, non-blocking.
 pub mod telemetry;

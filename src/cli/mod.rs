@@ -4,6 +4,7 @@
 //! dispatch, and turn the outcome into an exit code (see [`crate::exit`]).
 
 mod config;
+mod migrate;
 mod wait_db;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,9 @@ pub enum Command {
     /// Wait until PostgreSQL accepts an authenticated `select 1` (the first init container).
     #[command(after_help = wait_db::EXAMPLES)]
     WaitDb(wait_db::Args),
+    /// Apply the embedded SQL migrations, Flyway-compatible (the second init container).
+    #[command(after_help = migrate::EXAMPLES)]
+    Migrate(migrate::Args),
     /// Print the effective configuration, every secret redacted.
     #[command(after_help = config::EXAMPLES)]
     Config(config::Args),
@@ -91,6 +95,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
         match command {
             Command::WaitDb(args) => wait_db::run(args, settings).await,
             Command::Config(args) => config::run(args, settings).await,
+            Command::Migrate(args) => migrate::run(args, settings).await,
         }
     })
 }

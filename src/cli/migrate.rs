@@ -1,0 +1,273 @@
+//! `app migrate`: apply, inspect, validate or baseline the schema, Flyway-compatibly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::migrate::{self, Line, MigrateOptions, Migrations, Report};
+
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  app migrate                          apply pending migrations (the init container)
+  app migrate --dry-run                print the plan and the SQL, change nothing
+  app migrate --target 3               apply nothing newer than version 3
+  app migrate info                     every migration: version, state, checksum
+  app migrate validate                 fail (exit 10) if applied migrations were edited or removed
+  app migrate baseline --version 1     record an existing schema as version 1 (Flyway's baseline)
+  app migrate --baseline-on-migrate    baseline a non-empty schema without history, then migrate
+  app migrate --location ./migrations  read SQL files from a directory instead of the binary
+
+Many replicas may run `app migrate` at once: they share Flyway's advisory lock (also with
+Flyway itself), wait for it at most --lock-timeout (migrate.lock_timeout, default 2m), and
+each migration is applied exactly once, with its flyway_schema_history row, in one
+transaction. Exit codes: 10 validation, 11 a migration failed (rolled back), 12 lock timeout,
+14 a failed migration in the history, 15 an unusable migration file.";
+
+/// Options of `app migrate`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = false)]
+pub struct Args {
+    /// What to do; without one, apply the pending migrations.
+    #[command(subcommand)]
+    pub action: Option<Action>,
+
+    /// Read migrations from this directory instead of the ones built into the binary.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub location: Option<PathBuf>,
+
+    /// Wait at most this long for another migrator's lock (default: migrate.lock_timeout).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    pub lock_timeout: Option<Duration>,
+
+    /// Apply nothing newer than this version (`latest`: everything).
+    #[arg(long, value_name = "VERSION")]
+    pub target: Option<String>,
+
+    /// If the schema has objects but no history table, record a baseline first (as Flyway's
+    /// baselineOnMigrate; also migrate.baseline_on_migrate).
+    #[arg(long)]
+    pub baseline_on_migrate: bool,
+
+    /// Print what would be applied, with its SQL, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The subcommands of `app migrate`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Show every migration and history row: version, description, type, installed on,
+    /// state and whether the checksum still matches.
+    Info {
+        /// Mark migrations newer than this version as above target.
+        #[arg(long, value_name = "VERSION")]
+        target: Option<String>,
+    },
+    /// Check applied migrations against the files: checksum or description changed, file
+    /// missing, failed migration. Exits non-zero naming the file.
+    Validate,
+    /// Record that the existing schema already is at a version, so older migrations never
+    /// run (Flyway's baseline; only on an empty history).
+    Baseline {
+        /// The version to record (default: migrate.baseline_version, 1).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+    },
+}
+
+/// Runs `app migrate` and its subcommands on one dedicated connection.
+pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
+    let migrations = match &args.location {
+        Some(dir) => Migrations::from_dir(dir)?,
+        None => Migrations::embedded()?,
+    };
+    let lock_timeout = args.lock_timeout.unwrap_or(settings.migrate.lock_timeout);
+    let mut conn = crate::db::connect(&settings.database).await?;
+    match args.action {
+        None => {
+            let target = parse_target(args.target.as_deref())?;
+            let opts = MigrateOptions {
+                target,
+                lock_timeout,
+                baseline_on_migrate: args.baseline_on_migrate
+                    || settings.migrate.baseline_on_migrate,
+                baseline_version: migrate::parse_version(&settings.migrate.baseline_version)
+                    .context("migrate.baseline_version")?,
+                dry_run: args.dry_run,
+            };
+            let report = migrate::migrate(&mut conn, &migrations, &opts).await?;
+            if opts.dry_run {
+                print_dry_run(&report, &migrations);
+            } else {
+                log_outcome(&report, &migrations);
+            }
+        }
+        Some(Action::Info { target }) => {
+            let target = parse_target(target.as_deref())?;
+            let plan = migrate::info(&mut conn, &migrations, target.as_ref()).await?;
+            print!("{}", render_table(&plan.lines));
+        }
+        Some(Action::Validate) => {
+            let plan = migrate::validate(&mut conn, &migrations).await?;
+            let pending = plan.pending.len();
+            tracing::info!(
+                applied = plan
+                    .applied
+                    .map(|v| v.to_string())
+                    .as_deref()
+                    .unwrap_or("none"),
+                pending,
+                "successfully validated {} migrations",
+                migrations.all().len()
+            );
+        }
+        Some(Action::Baseline { version }) => {
+            let raw = version.unwrap_or_else(|| settings.migrate.baseline_version.clone());
+            let version = migrate::parse_version(&raw)?;
+            if migrate::baseline(&mut conn, &version, lock_timeout).await? {
+                tracing::info!(version = %version, "baselined the schema at version {version}");
+            } else {
+                tracing::info!(version = %version, "the schema is already baselined at {version}");
+            }
+        }
+    }
+    // The lock is already released; closing says goodbye to the server politely.
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(())
+}
+
+fn parse_target(raw: Option<&str>) -> anyhow::Result<Option<migrate::Version>> {
+    match raw {
+        None | Some("latest") => Ok(None),
+        Some(v) => Ok(Some(migrate::parse_version(v).context("--target")?)),
+    }
+}
+
+fn log_outcome(report: &Report, migrations: &Migrations) {
+    let now = report
+        .applied
+        .last()
+        .map(|(i, _)| migrations.all()[*i].version.to_string())
+        .or_else(|| report.plan.applied.as_ref().map(ToString::to_string));
+    let now = now.as_deref().unwrap_or("none");
+    if report.applied.is_empty() {
+        tracing::info!(
+            schema = %report.schema,
+            version = now,
+            "schema \"{}\" is up to date at version {now}; no migration necessary",
+            report.schema
+        );
+    } else {
+        let total: i64 = report.applied.iter().map(|(_, ms)| i64::from(*ms)).sum();
+        tracing::info!(
+            schema = %report.schema,
+            version = now,
+            applied = report.applied.len(),
+            execution_ms = total,
+            "successfully applied {} migration(s) to schema \"{}\", now at version {now}",
+            report.applied.len(),
+            report.schema
+        );
+    }
+}
+
+fn print_dry_run(report: &Report, migrations: &Migrations) {
+    println!("-- dry run: nothing below is executed");
+    if report.created_history {
+        println!(
+            "-- would create \"{}\".flyway_schema_history",
+            report.schema
+        );
+    }
+    if let Some(v) = &report.baselined {
+        println!("-- would record a baseline at version {v}");
+    }
+    if report.plan.pending.is_empty() {
+        println!(
+            "-- schema \"{}\" is up to date: nothing to apply",
+            report.schema
+        );
+    }
+    for &i in &report.plan.pending {
+        let m = &migrations.all()[i];
+        let mode = if m.in_transaction(u32::MAX).unwrap_or(true) {
+            "in one transaction"
+        } else {
+            "outside a transaction, statement by statement"
+        };
+        println!(
+            "\n-- version {} - {} ({}), {mode}",
+            m.version, m.description, m.script
+        );
+        for stmt in &m.statements {
+            println!("{};", stmt.sql);
+        }
+    }
+}
+
+/// A plain-text table for `info`.
+fn render_table(lines: &[Line]) -> String {
+    let header = [
+        "Version",
+        "Description",
+        "Type",
+        "Installed on",
+        "State",
+        "Checksum",
+    ];
+    let rows: Vec<[String; 6]> = lines
+        .iter()
+        .map(|l| {
+            [
+                l.version.clone(),
+                l.description.clone(),
+                l.kind.clone(),
+                l.installed_on
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
+                l.state.as_str().to_owned(),
+                match l.checksum_ok {
+                    Some(true) => "ok".into(),
+                    Some(false) => "MISMATCH".into(),
+                    None => String::new(),
+                },
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let fmt_row = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (cell, w) in cells.iter().zip(widths) {
+            s.push_str(&format!(" {cell:<w$} |"));
+        }
+        s.push('\n');
+        s
+    };
+    let rule = {
+        let mut s = String::from("+");
+        for w in widths {
+            s.push_str(&"-".repeat(w + 2));
+            s.push('+');
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = rule.clone();
+    out.push_str(&fmt_row(&header.map(String::from)));
+    out.push_str(&rule);
+    if rows.is_empty() {
+        out.push_str("| no migrations\n");
+    }
+    for row in &rows {
+        out.push_str(&fmt_row(row));
+    }
+    out.push_str(&rule);
+    out
+}

@@ -1,0 +1,175 @@
+//! Everything `migrate` can fail with, each with its exit code.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::exit::{ExitCode, HasExitCode};
+
+/// Why migrating (or checking the schema) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A migration file is unusable.
+    #[error("migration {script} is invalid: {reason}")]
+    InvalidScript {
+        /// The file name.
+        script: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Two files have the same version.
+    #[error("version {version} is used by two migrations, {first} and {second}: rename one")]
+    DuplicateVersion {
+        /// The version.
+        version: String,
+        /// One file.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A script mixes statements PostgreSQL refuses in a transaction with ordinary ones.
+    #[error(
+        "migration {script} mixes a statement that cannot run in a transaction \
+         ({non_transactional}, line {non_transactional_line}) with transactional statements \
+         (line {transactional_line}); move the {non_transactional} into a migration of its own"
+    )]
+    MixedScript {
+        /// The file name.
+        script: String,
+        /// The first transactional statement's line.
+        transactional_line: usize,
+        /// The first non-transactional statement's line.
+        non_transactional_line: usize,
+        /// What the non-transactional statement is.
+        non_transactional: &'static str,
+    },
+    /// `--location` could not be read.
+    #[error("cannot read migrations from {}: {source}", path.display())]
+    Location {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--target` or a baseline version is not a version.
+    #[error("invalid version {value:?}: {reason}")]
+    BadVersion {
+        /// What was given.
+        value: String,
+        /// Why it is not a version.
+        reason: String,
+    },
+    /// Applied migrations no longer match the files, or the files no longer match the history.
+    #[error("validation failed:\n  - {}", problems.join("\n  - "))]
+    Validation {
+        /// One line per problem, each naming the file.
+        problems: Vec<String>,
+    },
+    /// The schema has objects but no history: Flyway's "non-empty schema" refusal.
+    #[error(
+        "schema \"{schema}\" is not empty but has no flyway_schema_history table: if it \
+         already holds the schema up to some version, record that with `app migrate baseline \
+         --version V` (or run with --baseline-on-migrate / migrate.baseline_on_migrate = true)"
+    )]
+    NonEmptySchema {
+        /// The schema.
+        schema: String,
+    },
+    /// `baseline` on a history that already has rows.
+    #[error("cannot baseline: {reason}")]
+    BaselineRefused {
+        /// Why.
+        reason: String,
+    },
+    /// The history holds a failed migration.
+    #[error(
+        "the schema history records a failed migration: {script} (version {version}, \
+         installed_rank {installed_rank}). It may have left changes half-done. Inspect the \
+         schema and undo or complete what it did, then remove the row: `delete from \
+         flyway_schema_history where installed_rank = {installed_rank} and not success` \
+         (or `flyway repair`), and run `app migrate` again"
+    )]
+    FailedInHistory {
+        /// The file name.
+        script: String,
+        /// Its version.
+        version: String,
+        /// Its rank.
+        installed_rank: i32,
+    },
+    /// A migration's SQL failed.
+    #[error(
+        "migration {script} failed at line {line}: {message} (SQLSTATE {sqlstate}){}{}; {outcome}",
+        detail.as_ref().map(|d| format!("; detail: {d}")).unwrap_or_default(),
+        hint.as_ref().map(|h| format!("; hint: {h}")).unwrap_or_default(),
+    )]
+    Failed {
+        /// The file name.
+        script: String,
+        /// The line in the file where the failing statement starts (or the error points).
+        line: usize,
+        /// PostgreSQL's message.
+        message: String,
+        /// PostgreSQL's SQLSTATE.
+        sqlstate: String,
+        /// PostgreSQL's detail, if any.
+        detail: Option<String>,
+        /// PostgreSQL's hint, if any.
+        hint: Option<String>,
+        /// What state the database was left in.
+        outcome: &'static str,
+    },
+    /// Another migrator held the lock for too long.
+    #[error(
+        "timed out after {}s waiting for the migration lock, held by {holder}; if no \
+         migration is running, that session is stuck: end it with pg_terminate_backend(pid), \
+         or raise --lock-timeout / migrate.lock_timeout",
+        waited.as_secs()
+    )]
+    LockTimeout {
+        /// How long we waited.
+        waited: Duration,
+        /// Who holds it.
+        holder: String,
+    },
+    /// The schema is older than this binary.
+    #[error(
+        "the database schema is at {}, older than this binary's latest migration {latest} \
+         (pending: {}): run `app migrate` first (the migrate init container)",
+        applied.as_deref().map_or_else(|| "no version (no history)".to_owned(), |a| format!("version {a}")),
+        pending.join(", ")
+    )]
+    Outdated {
+        /// The newest applied version.
+        applied: Option<String>,
+        /// This binary's newest.
+        latest: String,
+        /// What is not applied.
+        pending: Vec<String>,
+    },
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl HasExitCode for MigrateError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            MigrateError::InvalidScript { .. }
+            | MigrateError::DuplicateVersion { .. }
+            | MigrateError::MixedScript { .. }
+            | MigrateError::Location { .. } => ExitCode::MigrationInvalid,
+            MigrateError::BadVersion { .. } => ExitCode::Usage,
+            MigrateError::Validation { .. }
+            | MigrateError::NonEmptySchema { .. }
+            | MigrateError::BaselineRefused { .. } => ExitCode::MigrationValidation,
+            MigrateError::FailedInHistory { .. } => ExitCode::MigrationHistoryFailed,
+            MigrateError::Failed { .. } => ExitCode::MigrationFailed,
+            MigrateError::LockTimeout { .. } => ExitCode::MigrationLockTimeout,
+            MigrateError::Outdated { .. } => ExitCode::SchemaOutdated,
+            MigrateError::Database(e) if crate::db::is_unavailable(e) => {
+                ExitCode::DatabaseUnavailable
+            }
+            MigrateError::Database(_) => ExitCode::Failure,
+        }
+    }
+}

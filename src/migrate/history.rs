@@ -1,0 +1,218 @@
+//! Flyway's `flyway_schema_history` table: created with Flyway's own DDL, read tolerating
+//! every row type Flyway writes, and appended to exactly as Flyway would.
+
+use chrono::NaiveDateTime;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+use super::version::Version;
+
+/// The table's name, as Flyway names it.
+pub const TABLE: &str = "flyway_schema_history";
+
+/// Description and script of a baseline row, as Flyway writes them.
+pub const BASELINE_DESCRIPTION: &str = "<< Flyway Baseline >>";
+
+/// Quotes an identifier for PostgreSQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."flyway_schema_history"`: the qualified name, and the string whose Java
+/// `hashCode` Flyway adds to its lock key.
+pub fn qualified(schema: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(TABLE))
+}
+
+/// One row of the history, as stored.
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    /// Flyway's ordering key.
+    pub installed_rank: i32,
+    /// Null for repeatable migrations and Flyway's `SCHEMA` marker.
+    pub version: Option<String>,
+    /// From the file name.
+    pub description: String,
+    /// `SQL`, `BASELINE`, `SCHEMA`, `DELETE`, `JDBC`, `UNDO_SQL`, ...
+    pub kind: String,
+    /// The file name.
+    pub script: String,
+    /// Flyway's checksum; null for baselines.
+    pub checksum: Option<i32>,
+    /// Who applied it (`current_user`).
+    pub installed_by: String,
+    /// When.
+    pub installed_on: NaiveDateTime,
+    /// How long it took, in milliseconds.
+    pub execution_time: i32,
+    /// False when the migration failed half-way (left by Flyway or a non-transactional run).
+    pub success: bool,
+}
+
+impl HistoryRow {
+    /// The version, parsed; `None` for rows without one or with one Flyway would not write.
+    pub fn parsed_version(&self) -> Option<Version> {
+        self.version.as_deref().and_then(|v| Version::parse(v).ok())
+    }
+
+    /// Whether this row records a baseline (`BASELINE`, `SQL_BASELINE`, `JDBC_BASELINE`).
+    pub fn is_baseline(&self) -> bool {
+        self.kind.ends_with("BASELINE")
+    }
+}
+
+/// The schema new tables land in (the first schema of the search path).
+pub async fn current_schema(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    // language=PostgreSQL
+    let schema: Option<String> = sqlx::query_scalar("select current_schema()")
+        .fetch_one(&mut *conn)
+        .await?;
+    // With no usable schema on the search path, `public` is where Flyway would look.
+    Ok(schema.unwrap_or_else(|| "public".to_owned()))
+}
+
+/// Whether the history table exists in `schema`.
+pub async fn exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    // language=PostgreSQL
+    sqlx::query_scalar(
+        "select exists (select 1 from pg_catalog.pg_tables where schemaname = $1 and tablename = $2)",
+    )
+    .bind(schema)
+    .bind(TABLE)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Whether `schema` holds anything of its own: tables, views, sequences, functions, types.
+/// Flyway refuses to migrate such a schema without a history table unless told to baseline.
+pub async fn schema_is_empty(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    // language=PostgreSQL
+    let sql = "
+        select not exists (
+            select 1 from pg_catalog.pg_class c
+             where c.relnamespace = to_regnamespace($1)
+               and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+            union all
+            select 1 from pg_catalog.pg_proc p where p.pronamespace = to_regnamespace($1)
+            union all
+            select 1 from pg_catalog.pg_type t
+             where t.typnamespace = to_regnamespace($1)
+               and (t.typtype in ('e', 'd', 'r', 'm')
+                    or (t.typtype = 'c' and (select relkind from pg_catalog.pg_class
+                                              where oid = t.typrelid) = 'c'))
+        )";
+    sqlx::query_scalar(sql)
+        .bind(schema)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Creates the table with Flyway's DDL for PostgreSQL (same columns, primary key and index
+/// names), unless it exists.
+pub async fn create(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    let table = qualified(schema);
+    // language=PostgreSQL
+    let ddl = format!(
+        "create table if not exists {table} (
+            installed_rank integer not null,
+            version varchar(50),
+            description varchar(200) not null,
+            type varchar(20) not null,
+            script varchar(1000) not null,
+            checksum integer,
+            installed_by varchar(100) not null,
+            installed_on timestamp not null default now(),
+            execution_time integer not null,
+            success boolean not null,
+            constraint flyway_schema_history_pk primary key (installed_rank)
+        );
+        create index if not exists flyway_schema_history_s_idx on {table} (success);"
+    );
+    sqlx::raw_sql(AssertSqlSafe(ddl))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Every row, by `installed_rank`.
+pub async fn read(conn: &mut PgConnection, schema: &str) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    // language=PostgreSQL
+    let sql = format!(
+        "select installed_rank, version, description, type, script, checksum, installed_by,
+                installed_on, execution_time, success
+           from {} order by installed_rank",
+        qualified(schema)
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(HistoryRow {
+                installed_rank: r.try_get("installed_rank")?,
+                version: r.try_get("version")?,
+                description: r.try_get("description")?,
+                kind: r.try_get("type")?,
+                script: r.try_get("script")?,
+                checksum: r.try_get("checksum")?,
+                installed_by: r.try_get("installed_by")?,
+                installed_on: r.try_get("installed_on")?,
+                execution_time: r.try_get("execution_time")?,
+                success: r.try_get("success")?,
+            })
+        })
+        .collect()
+}
+
+/// What a new row says; rank, user and time are filled in by the database.
+#[derive(Debug, Clone)]
+pub struct NewRow<'a> {
+    /// Version as written in the file name (`2.1`).
+    pub version: &'a str,
+    /// Description.
+    pub description: &'a str,
+    /// `SQL` or `BASELINE`.
+    pub kind: &'a str,
+    /// File name, or `<< Flyway Baseline >>`.
+    pub script: &'a str,
+    /// Checksum; none for a baseline.
+    pub checksum: Option<i32>,
+    /// Milliseconds.
+    pub execution_time: i32,
+    /// Whether it completed.
+    pub success: bool,
+}
+
+/// Appends a row with the next `installed_rank` (the caller holds the migration lock).
+pub async fn insert(
+    conn: &mut PgConnection,
+    schema: &str,
+    row: &NewRow<'_>,
+) -> Result<(), sqlx::Error> {
+    let table = qualified(schema);
+    // language=PostgreSQL
+    let sql = format!(
+        "insert into {table} (installed_rank, version, description, type, script, checksum,
+                              installed_by, execution_time, success)
+         select coalesce(max(installed_rank), 0) + 1, $1, $2, $3, $4, $5, current_user, $6, $7
+           from {table}"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(row.version)
+        .bind(truncate(row.description, 200))
+        .bind(row.kind)
+        .bind(row.script)
+        .bind(row.checksum)
+        .bind(row.execution_time)
+        .bind(row.success)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Flyway's description column holds 200 characters; Flyway abbreviates longer ones.
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -1,0 +1,381 @@
+//! `app migrate`: embedded SQL migrations that speak Flyway's schema history, so a database
+//! moves between Flyway and `app migrate` without anything re-running, and N replicas can
+//! migrate at once.
+//!
+//! The flow of [`migrate`]: one dedicated connection takes Flyway's advisory lock (bounded
+//! polling), creates the history table if needed, re-reads the history under the lock,
+//! validates it against the files, and applies what is pending, each migration with its
+//! history row in one transaction. The lock is released on every path; if the process dies,
+//! PostgreSQL releases it with the connection.
+
+mod apply;
+mod checksum;
+mod error;
+mod history;
+mod lock;
+mod plan;
+mod script;
+mod source;
+mod split;
+mod version;
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+
+pub use checksum::checksum;
+pub use error::MigrateError;
+pub use history::{BASELINE_DESCRIPTION, HistoryRow};
+pub use lock::flyway_key;
+pub use plan::{Line, Plan, State};
+pub use script::Migration;
+pub use source::Migrations;
+pub use split::{Statement, split};
+pub use version::Version;
+
+/// Where the database schema stands relative to this binary's embedded migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The newest successfully applied version (a baseline counts); `None` without history.
+    pub applied: Option<String>,
+    /// This binary's newest migration.
+    pub latest: String,
+    /// Versions of this binary that the database lacks (not applied, or failed).
+    pub pending: Vec<String>,
+}
+
+impl SchemaStatus {
+    /// Whether every migration of this binary is applied. Newer ("future") rows are fine:
+    /// an older image runs on a newer schema.
+    pub fn is_current(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// `Ok` when current, else [`MigrateError::Outdated`] telling the operator to run
+    /// `app migrate` (exit code [`crate::exit::ExitCode::SchemaOutdated`]).
+    pub fn ensure_current(&self) -> Result<(), MigrateError> {
+        if self.is_current() {
+            return Ok(());
+        }
+        Err(MigrateError::Outdated {
+            applied: self.applied.clone(),
+            latest: self.latest.clone(),
+            pending: self.pending.clone(),
+        })
+    }
+}
+
+/// Compares the database's history with the embedded migrations, reading only.
+pub async fn schema_status(conn: &mut PgConnection) -> Result<SchemaStatus, MigrateError> {
+    let migrations = Migrations::embedded()?;
+    let schema = history::current_schema(conn).await?;
+    let rows = read_history(conn, &schema).await?;
+    let plan = plan::plan(&migrations, &rows, None);
+    let pending = plan
+        .lines
+        .iter()
+        .filter(|l| {
+            l.kind == "SQL"
+                && matches!(l.state, State::Pending | State::Failed | State::Ignored)
+                && migrations.all().iter().any(|m| m.script == l.script)
+        })
+        .map(|l| l.version.clone())
+        .collect();
+    Ok(SchemaStatus {
+        applied: plan.applied.map(|v| v.to_string()),
+        latest: migrations
+            .latest()
+            .map(|m| m.version.to_string())
+            .unwrap_or_default(),
+        pending,
+    })
+}
+
+/// How [`migrate`] runs.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Apply nothing newer than this.
+    pub target: Option<Version>,
+    /// Give up waiting for another migrator after this long.
+    pub lock_timeout: Duration,
+    /// On a non-empty schema without history, record a baseline instead of refusing.
+    pub baseline_on_migrate: bool,
+    /// The version such a baseline records.
+    pub baseline_version: Version,
+    /// Work out the plan but change nothing (and take no lock).
+    pub dry_run: bool,
+}
+
+/// What [`migrate`] did (or, in a dry run, would do).
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The schema migrated.
+    pub schema: String,
+    /// The history table did not exist (and was created, unless dry run).
+    pub created_history: bool,
+    /// A baseline row was written (or would be) with this version.
+    pub baselined: Option<String>,
+    /// The comparison under the lock, before applying.
+    pub plan: Plan,
+    /// Applied migrations: index into the migrations and execution time in ms.
+    pub applied: Vec<(usize, i32)>,
+}
+
+/// Migrates the schema to the newest (or `target`) version. See the module docs.
+pub async fn migrate(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+    opts: &MigrateOptions,
+) -> Result<Report, MigrateError> {
+    let server = server_version_num(conn).await?;
+    for m in migrations.all() {
+        m.in_transaction(server)?;
+    }
+    label(conn).await?;
+    let schema = history::current_schema(conn).await?;
+    if opts.dry_run {
+        return prepare(conn, &schema, migrations, opts).await;
+    }
+    let key = flyway_key(&history::qualified(&schema));
+    tracing::debug!(schema, key, "taking the migration lock");
+    let lock = lock::Lock::acquire(conn, key, opts.lock_timeout).await?;
+    let result = migrate_locked(conn, &schema, migrations, opts, server).await;
+    if let Err(e) = lock.release(conn).await {
+        // The session is gone with its lock, or will be when this process exits.
+        tracing::warn!(error = %e, "could not release the migration lock explicitly");
+    }
+    result
+}
+
+async fn migrate_locked(
+    conn: &mut PgConnection,
+    schema: &str,
+    migrations: &Migrations,
+    opts: &MigrateOptions,
+    server: u32,
+) -> Result<Report, MigrateError> {
+    let mut report = prepare(conn, schema, migrations, opts).await?;
+    for &index in &report.plan.pending {
+        let m = &migrations.all()[index];
+        tracing::info!(
+            schema,
+            version = %m.version,
+            script = %m.script,
+            "migrating to version {} - {}",
+            m.version,
+            m.description
+        );
+        let ms = apply::apply(conn, schema, m, m.in_transaction(server)?).await?;
+        tracing::info!(version = %m.version, execution_ms = ms, "applied {}", m.script);
+        report.applied.push((index, ms));
+    }
+    Ok(report)
+}
+
+/// Creates the history (or baseline) if needed, reads it, validates, warns about future
+/// rows, and plans. In a dry run it only reads.
+async fn prepare(
+    conn: &mut PgConnection,
+    schema: &str,
+    migrations: &Migrations,
+    opts: &MigrateOptions,
+) -> Result<Report, MigrateError> {
+    let mut created_history = false;
+    let mut baselined = None;
+    if !history::exists(conn, schema).await? {
+        created_history = true;
+        if !history::schema_is_empty(conn, schema).await? {
+            if !opts.baseline_on_migrate {
+                return Err(MigrateError::NonEmptySchema {
+                    schema: schema.to_owned(),
+                });
+            }
+            baselined = Some(opts.baseline_version.to_string());
+        }
+        if !opts.dry_run {
+            history::create(conn, schema).await?;
+            if let Some(version) = &baselined {
+                insert_baseline(conn, schema, version).await?;
+                tracing::info!(schema, version, "baselined the non-empty schema");
+            }
+        }
+    }
+    let mut rows = read_history(conn, schema).await?;
+    if opts.dry_run
+        && let Some(version) = &baselined
+    {
+        rows.push(dry_baseline_row(version));
+    }
+    let plan = check(plan::plan(migrations, &rows, opts.target.as_ref()))?;
+    Ok(Report {
+        schema: schema.to_owned(),
+        created_history,
+        baselined,
+        plan,
+        applied: Vec::new(),
+    })
+}
+
+/// Fails on failed rows first (they need a human), then on any other problem; warns about
+/// future rows.
+fn check(plan: Plan) -> Result<Plan, MigrateError> {
+    if let Some(failed) = plan.failed.first() {
+        return Err(MigrateError::FailedInHistory {
+            script: failed.script.clone(),
+            version: failed.version.clone(),
+            installed_rank: failed.installed_rank,
+        });
+    }
+    if !plan.problems.is_empty() {
+        return Err(MigrateError::Validation {
+            problems: plan.problems.clone(),
+        });
+    }
+    if !plan.future.is_empty() {
+        tracing::warn!(
+            versions = %plan.future.join(", "),
+            "the schema history has migrations newer than this binary knows (applied by a \
+             newer version); ignoring them"
+        );
+    }
+    Ok(plan)
+}
+
+/// `app migrate validate`: the files against the history, without changing anything.
+pub async fn validate(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+) -> Result<Plan, MigrateError> {
+    let plan = info(conn, migrations, None).await?;
+    check(plan)
+}
+
+/// `app migrate info`: every migration and history row with its state.
+pub async fn info(
+    conn: &mut PgConnection,
+    migrations: &Migrations,
+    target: Option<&Version>,
+) -> Result<Plan, MigrateError> {
+    let schema = history::current_schema(conn).await?;
+    let rows = read_history(conn, &schema).await?;
+    Ok(plan::plan(migrations, &rows, target))
+}
+
+/// `app migrate baseline`: records that the schema already is at `version`, so migrations
+/// up to it never run. Refused when the history already holds migrations.
+pub async fn baseline(
+    conn: &mut PgConnection,
+    version: &Version,
+    lock_timeout: Duration,
+) -> Result<bool, MigrateError> {
+    label(conn).await?;
+    let schema = history::current_schema(conn).await?;
+    let key = flyway_key(&history::qualified(&schema));
+    let lock = lock::Lock::acquire(conn, key, lock_timeout).await?;
+    let result = baseline_locked(conn, &schema, version).await;
+    if let Err(e) = lock.release(conn).await {
+        tracing::warn!(error = %e, "could not release the migration lock explicitly");
+    }
+    result
+}
+
+/// Returns whether a row was written (false: the same baseline was already there).
+async fn baseline_locked(
+    conn: &mut PgConnection,
+    schema: &str,
+    version: &Version,
+) -> Result<bool, MigrateError> {
+    if history::exists(conn, schema).await? {
+        let rows = read_history(conn, schema).await?;
+        let relevant: Vec<&HistoryRow> = rows.iter().filter(|r| r.kind != "SCHEMA").collect();
+        match relevant.as_slice() {
+            [] => {}
+            [only] if only.is_baseline() && only.parsed_version().as_ref() == Some(version) => {
+                return Ok(false);
+            }
+            _ => {
+                return Err(MigrateError::BaselineRefused {
+                    reason: format!(
+                        "the schema history of \"{schema}\" already has {} row(s); a baseline \
+                         only initialises an empty history (see `app migrate info`)",
+                        relevant.len()
+                    ),
+                });
+            }
+        }
+    } else {
+        history::create(conn, schema).await?;
+    }
+    insert_baseline(conn, schema, version.as_str()).await?;
+    Ok(true)
+}
+
+async fn insert_baseline(
+    conn: &mut PgConnection,
+    schema: &str,
+    version: &str,
+) -> Result<(), MigrateError> {
+    let row = history::NewRow {
+        version,
+        description: BASELINE_DESCRIPTION,
+        kind: "BASELINE",
+        script: BASELINE_DESCRIPTION,
+        checksum: None,
+        execution_time: 0,
+        success: true,
+    };
+    history::insert(conn, schema, &row).await?;
+    Ok(())
+}
+
+fn dry_baseline_row(version: &str) -> HistoryRow {
+    HistoryRow {
+        installed_rank: 1,
+        version: Some(version.to_owned()),
+        description: BASELINE_DESCRIPTION.into(),
+        kind: "BASELINE".into(),
+        script: BASELINE_DESCRIPTION.into(),
+        checksum: None,
+        installed_by: String::new(),
+        installed_on: chrono::Utc::now().naive_utc(),
+        execution_time: 0,
+        success: true,
+    }
+}
+
+/// The history, or nothing when the table does not exist.
+async fn read_history(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Vec<HistoryRow>, MigrateError> {
+    if !history::exists(conn, schema).await? {
+        return Ok(Vec::new());
+    }
+    Ok(history::read(conn, schema).await?)
+}
+
+/// `server_version_num`, e.g. 150004 for PostgreSQL 15.4.
+async fn server_version_num(conn: &mut PgConnection) -> Result<u32, MigrateError> {
+    // language=PostgreSQL
+    let v: String = sqlx::query_scalar("select current_setting('server_version_num')")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(v.parse().unwrap_or(u32::MAX))
+}
+
+/// Names the session, so whoever waits for our lock sees who holds it.
+async fn label(conn: &mut PgConnection) -> Result<(), MigrateError> {
+    // language=PostgreSQL
+    sqlx::query("select set_config('application_name', 'app migrate', false)")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Parses a version given on the command line or in settings.
+pub fn parse_version(value: &str) -> Result<Version, MigrateError> {
+    Version::parse(value).map_err(|reason| MigrateError::BadVersion {
+        value: value.to_owned(),
+        reason,
+    })
+}

@@ -1,0 +1,384 @@
+//! Compares this binary's migrations with the history: what is applied, pending, future,
+//! missing or failed, and whether the applied ones still match their files. Pure logic: the
+//! database is read elsewhere.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+
+use super::history::HistoryRow;
+use super::script::Migration;
+use super::source::Migrations;
+use super::version::Version;
+
+/// Where one migration (or history row) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// In the history, succeeded.
+    Applied,
+    /// Not applied yet; the next `app migrate` runs it.
+    Pending,
+    /// Not applied and newer than `--target`.
+    AboveTarget,
+    /// The baseline row.
+    Baseline,
+    /// At or below the baseline: never run, the baseline stands for it.
+    BelowBaseline,
+    /// Applied, but newer than every migration of this binary (a newer image applied it).
+    Future,
+    /// Applied, older than this binary's latest migration, but no file for it.
+    Missing,
+    /// In the history with `success = false`.
+    Failed,
+    /// Not applied, yet older than the newest applied migration (out of order).
+    Ignored,
+}
+
+impl State {
+    /// The word `info` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::AboveTarget => "above target",
+            State::Baseline => "baseline",
+            State::BelowBaseline => "below baseline",
+            State::Future => "future",
+            State::Missing => "missing",
+            State::Failed => "failed",
+            State::Ignored => "ignored",
+        }
+    }
+}
+
+/// One line of `app migrate info`.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Version text.
+    pub version: String,
+    /// Description.
+    pub description: String,
+    /// History row type, or `SQL` for a file not applied yet.
+    pub kind: String,
+    /// The file name.
+    pub script: String,
+    /// When it was applied.
+    pub installed_on: Option<NaiveDateTime>,
+    /// Its state.
+    pub state: State,
+    /// For an applied migration with a file: do checksum and description still match?
+    pub checksum_ok: Option<bool>,
+}
+
+/// A failed row in the history.
+#[derive(Debug, Clone)]
+pub struct FailedRow {
+    /// Its rank, to delete it by.
+    pub installed_rank: i32,
+    /// Its version.
+    pub version: String,
+    /// Its script.
+    pub script: String,
+}
+
+/// The comparison of files and history.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Every migration and history row, by version.
+    pub lines: Vec<Line>,
+    /// What `app migrate` would run next, oldest first (indexes into the migrations).
+    pub pending: Vec<usize>,
+    /// Applied versions this binary does not know, newer than its latest: warned about.
+    pub future: Vec<String>,
+    /// Failed rows: they block migrating until repaired.
+    pub failed: Vec<FailedRow>,
+    /// Checksum or description mismatches, missing and out-of-order migrations.
+    pub problems: Vec<String>,
+    /// The newest successfully applied version (a baseline counts), if any.
+    pub applied: Option<Version>,
+}
+
+/// Builds the plan. `history` is in `installed_rank` order; `target` limits what is pending.
+pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Version>) -> Plan {
+    // The effective history: the last word on each version wins; DELETE and UNDO rows take a
+    // version back out, as Flyway's `repair` and `undo` mean them to.
+    let mut applied: BTreeMap<VersionKey, &HistoryRow> = BTreeMap::new();
+    let mut baseline: Option<&HistoryRow> = None;
+    for row in history {
+        let Some(version) = row.parsed_version() else {
+            continue; // SCHEMA markers and repeatable migrations carry no version.
+        };
+        if row.kind == "DELETE" || row.kind.starts_with("UNDO") {
+            applied.remove(&VersionKey(version));
+        } else if row.is_baseline() {
+            baseline = Some(row);
+        } else {
+            applied.insert(VersionKey(version), row);
+        }
+    }
+    let baseline_version = baseline.and_then(HistoryRow::parsed_version);
+    let newest_applied = applied
+        .keys()
+        .map(|k| k.0.clone())
+        .chain(baseline_version.clone())
+        .max();
+    let latest_local = migrations.latest().map(|m| m.version.clone());
+
+    let newest_success = applied
+        .iter()
+        .filter(|(_, row)| row.success)
+        .map(|(k, _)| k.0.clone())
+        .chain(baseline_version.clone())
+        .max();
+    let mut out = Plan {
+        applied: newest_success,
+        ..Plan::default()
+    };
+    if let Some(row) = baseline {
+        out.lines.push(line_of(row, State::Baseline, None));
+    }
+    for (index, m) in migrations.all().iter().enumerate() {
+        let key = VersionKey(m.version.clone());
+        if let Some(row) = applied.remove(&key) {
+            if !row.success {
+                out.failed.push(failed_row(row));
+                out.lines.push(line_of(row, State::Failed, None));
+                continue;
+            }
+            let ok = check_applied(m, row, &mut out.problems);
+            out.lines.push(line_of(row, State::Applied, Some(ok)));
+            continue;
+        }
+        let state = if baseline_version.as_ref().is_some_and(|b| m.version <= *b) {
+            State::BelowBaseline
+        } else if newest_applied.as_ref().is_some_and(|n| m.version < *n) {
+            out.problems.push(format!(
+                "{} (version {}) is not applied but is older than the newest applied \
+                 version {}: it would run out of order. Give it a version above {} \
+                 (rename the file), or apply its changes by hand and record them",
+                m.script,
+                m.version,
+                newest_applied
+                    .as_ref()
+                    .map(Version::to_string)
+                    .unwrap_or_default(),
+                newest_applied
+                    .as_ref()
+                    .map(Version::to_string)
+                    .unwrap_or_default(),
+            ));
+            State::Ignored
+        } else if target.is_some_and(|t| m.version > *t) {
+            State::AboveTarget
+        } else {
+            out.pending.push(index);
+            State::Pending
+        };
+        out.lines.push(Line {
+            version: m.version.to_string(),
+            description: m.description.clone(),
+            kind: "SQL".into(),
+            script: m.script.clone(),
+            installed_on: None,
+            state,
+            checksum_ok: None,
+        });
+    }
+    // History rows with no file of this binary.
+    for (key, row) in applied {
+        let future = latest_local.as_ref().is_none_or(|l| key.0 > *l);
+        let state = if !row.success {
+            out.failed.push(failed_row(row));
+            State::Failed
+        } else if future {
+            out.future.push(key.0.to_string());
+            State::Future
+        } else {
+            out.problems.push(format!(
+                "{} (version {}) is applied in the database but this binary has no such \
+                 migration: restore the file, or if it was removed on purpose, record that \
+                 with `flyway repair`",
+                row.script, key.0
+            ));
+            State::Missing
+        };
+        out.lines.push(line_of(row, state, None));
+    }
+    out.lines.sort_by(|a, b| {
+        let va = Version::parse(&a.version).ok();
+        let vb = Version::parse(&b.version).ok();
+        va.cmp(&vb)
+    });
+    out
+}
+
+/// Compares an applied row with its file; records mismatches.
+fn check_applied(m: &Migration, row: &HistoryRow, problems: &mut Vec<String>) -> bool {
+    let mut ok = true;
+    if row.checksum != Some(m.checksum) {
+        ok = false;
+        problems.push(format!(
+            "{}: checksum mismatch for version {}: applied with {}, the file now has {}. \
+             An applied migration must not change; put the change in a new migration (or, \
+             if the edit is harmless, run `flyway repair` to accept it)",
+            m.script,
+            m.version,
+            row.checksum
+                .map_or_else(|| "none".into(), |c| c.to_string()),
+            m.checksum
+        ));
+    }
+    if row.description != m.description {
+        ok = false;
+        problems.push(format!(
+            "{}: description mismatch for version {}: applied as {:?}, the file says {:?}",
+            m.script, m.version, row.description, m.description
+        ));
+    }
+    if row.kind != "SQL" {
+        ok = false;
+        problems.push(format!(
+            "{}: type mismatch for version {}: applied as {}, the file is SQL",
+            m.script, m.version, row.kind
+        ));
+    }
+    ok
+}
+
+fn failed_row(row: &HistoryRow) -> FailedRow {
+    FailedRow {
+        installed_rank: row.installed_rank,
+        version: row.version.clone().unwrap_or_default(),
+        script: row.script.clone(),
+    }
+}
+
+fn line_of(row: &HistoryRow, state: State, checksum_ok: Option<bool>) -> Line {
+    Line {
+        version: row.version.clone().unwrap_or_default(),
+        description: row.description.clone(),
+        kind: row.kind.clone(),
+        script: row.script.clone(),
+        installed_on: Some(row.installed_on),
+        state,
+        checksum_ok,
+    }
+}
+
+/// A version as a map key (ordered, with 1.0 == 1).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct VersionKey(Version);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrations(names: &[&str]) -> Migrations {
+        Migrations::from_files(
+            names
+                .iter()
+                .map(|n| (n.to_string(), format!("select '{n}';").into_bytes()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn row(
+        rank: i32,
+        version: &str,
+        kind: &str,
+        m: Option<&Migration>,
+        success: bool,
+    ) -> HistoryRow {
+        HistoryRow {
+            installed_rank: rank,
+            version: Some(version.into()),
+            description: m.map_or("x".into(), |m| m.description.clone()),
+            kind: kind.into(),
+            script: m.map_or(format!("V{version}__x.sql"), |m| m.script.clone()),
+            checksum: m.map(|m| m.checksum),
+            installed_by: "me".into(),
+            installed_on: NaiveDateTime::default(),
+            execution_time: 1,
+            success,
+        }
+    }
+
+    #[test]
+    fn fresh_database_has_everything_pending() {
+        let m = migrations(&["V2__a.sql", "V3__b.sql"]);
+        let p = plan(&m, &[], None);
+        assert_eq!(p.pending, [0, 1]);
+        assert!(p.problems.is_empty() && p.applied.is_none());
+    }
+
+    #[test]
+    fn baseline_hides_older_versions_and_target_limits() {
+        let m = migrations(&["V1__old.sql", "V2__a.sql", "V3__b.sql"]);
+        let history = [row(1, "1", "BASELINE", None, true)];
+        let p = plan(&m, &history, Some(&Version::parse("2").unwrap()));
+        assert_eq!(p.pending, [1]);
+        let states: Vec<State> = p.lines.iter().map(|l| l.state).collect();
+        assert!(states.contains(&State::BelowBaseline) && states.contains(&State::AboveTarget));
+    }
+
+    #[test]
+    fn edits_missing_and_out_of_order_are_problems() {
+        let m = migrations(&["V2__a.sql", "V3__b.sql", "V4__c.sql"]);
+        let mut edited = row(1, "2", "SQL", Some(&m.all()[0]), true);
+        edited.checksum = Some(12345);
+        let history = [
+            edited,
+            row(2, "2.5", "SQL", None, true),
+            row(3, "4", "SQL", Some(&m.all()[2]), true),
+        ];
+        let p = plan(&m, &history, None);
+        let all = p.problems.join("\n");
+        assert!(all.contains("V2__a.sql: checksum mismatch"), "{all}");
+        assert!(
+            all.contains("V2.5__x.sql (version 2.5) is applied"),
+            "{all}"
+        );
+        assert!(
+            all.contains("V3__b.sql (version 3) is not applied"),
+            "{all}"
+        );
+        assert!(p.pending.is_empty());
+    }
+
+    #[test]
+    fn future_rows_are_noted_not_problems_and_failed_rows_block() {
+        let m = migrations(&["V2__a.sql"]);
+        let history = [
+            row(1, "2", "SQL", Some(&m.all()[0]), true),
+            row(2, "7", "SQL", None, true),
+        ];
+        let p = plan(&m, &history, None);
+        assert_eq!(p.future, ["7"]);
+        assert!(p.problems.is_empty() && p.pending.is_empty());
+
+        let history = [row(1, "2", "SQL", Some(&m.all()[0]), false)];
+        let p = plan(&m, &history, None);
+        assert_eq!(p.failed.len(), 1);
+        assert!(p.pending.is_empty());
+    }
+
+    #[test]
+    fn versions_match_numerically_and_deletes_undo_rows() {
+        let m = migrations(&["V1.0__a.sql"]);
+        let mut r = row(1, "1", "SQL", Some(&m.all()[0]), true);
+        r.version = Some("1".into());
+        let p = plan(&m, &[r.clone()], None);
+        assert!(
+            p.pending.is_empty() && p.problems.is_empty(),
+            "{:?}",
+            p.problems
+        );
+
+        let mut deleted = r.clone();
+        deleted.installed_rank = 2;
+        deleted.kind = "DELETE".into();
+        let p = plan(&m, &[r, deleted], None);
+        assert_eq!(p.pending, [0]);
+    }
+}
