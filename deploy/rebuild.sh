@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Rebuilds the image and redeploys one environment; replaces the seed's rebuild-apps.sh,
+# rebuild-dev.sh and rebuild-prod.sh. See deploy/README.md.
+#
+#   deploy/rebuild.sh dev          Kind cluster "discbaboons-learning" (created if missing)
+#   deploy/rebuild.sh prod         the current kubectl context, after a confirmation
+#   deploy/rebuild.sh prod --yes   the same, without asking (CI)
+#
+# Environment: APP_BIN (an `app` binary for the seal commands; default: cargo builds one),
+# DISCBABOONS_DEV_IDENTITY (dev's private key; default ~/.config/discbaboons/dev.identity),
+# ROLLOUT_TIMEOUT (default 300s).
+set -euo pipefail
+
+readonly NAMESPACE=discbaboons
+readonly CLUSTER=discbaboons-learning
+readonly KIND_CONTEXT="kind-$CLUSTER"
+readonly DEV_IMAGE=discbaboons-app:dev
+readonly IDENTITY_SECRET=app-identity
+# The public key the committed sample sealed files are encrypted to. Its private key was
+# thrown away: a file still sealed to it is a placeholder, not your secrets.
+readonly SAMPLE_RECIPIENT=age1placeholder
+
+usage() {
+    cat <<'EOF'
+usage: deploy/rebuild.sh dev|prod [--yes]
+
+  dev    build the image, load it into the Kind cluster "discbaboons-learning" (created
+         if missing), create the dev identity and sealed file on first run, apply
+         deploy/overlays/dev and wait for the rollout
+  prod   build the image for linux/amd64 and push it under the name and tag set in
+         deploy/overlays/prod/kustomization.yaml, apply deploy/overlays/prod to the
+         current kubectl context and wait for the rollout; asks for confirmation first
+  --yes  deploy prod without asking
+
+Any other environment name is an error (exit 2).
+EOF
+}
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'rebuild: error: %s\n' "$*" >&2; exit 1; }
+
+env_name=""
+assume_yes=false
+for arg in "$@"; do
+    case "$arg" in
+        dev | prod)
+            if [ -n "$env_name" ]; then
+                usage >&2
+                exit 2
+            fi
+            env_name=$arg
+            ;;
+        -y | --yes) assume_yes=true ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            printf 'rebuild: unknown environment or option: %s\n\n' "$arg" >&2
+            usage >&2
+            exit 2
+            ;;
+    esac
+done
+if [ -z "$env_name" ]; then
+    usage >&2
+    exit 2
+fi
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+overlay="$root/deploy/overlays/$env_name"
+sealed="$overlay/secrets.sealed.yaml"
+timeout=${ROLLOUT_TIMEOUT:-300s}
+
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (see deploy/README.md, Prerequisites)"
+    done
+}
+
+# kubectl against the environment's cluster: dev always talks to Kind, prod to the current
+# context that the user confirmed.
+kube() {
+    if [ "$env_name" = dev ]; then
+        kubectl --context "$KIND_CONTEXT" "$@"
+    else
+        kubectl --context "$context" "$@"
+    fi
+}
+
+# The `app` binary for `app seal` on this machine.
+app_bin() {
+    if [ -z "${APP_BIN:-}" ]; then
+        need cargo
+        log "building the app binary for the seal commands (set APP_BIN to skip)"
+        (cd "$root" && cargo build --quiet --locked --bin app)
+        APP_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/app"
+    fi
+    [ -x "$APP_BIN" ] || die "APP_BIN=$APP_BIN is not an executable"
+    printf '%s\n' "$APP_BIN"
+}
+
+build_args() {
+    local commit source
+    commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+    if ! git -C "$root" diff --quiet HEAD 2>/dev/null; then
+        commit="$commit-dirty"
+    fi
+    source=$(git -C "$root" remote get-url origin 2>/dev/null || true)
+    printf '%s\n' --build-arg "APP_GIT_COMMIT=$commit" --build-arg "APP_SOURCE=$source"
+}
+
+confirm_prod() {
+    if [ "$assume_yes" = true ]; then
+        return
+    fi
+    if [ ! -t 0 ]; then
+        die "refusing to deploy prod without a terminal to confirm on; pass --yes"
+    fi
+    printf '\nDeploy PRODUCTION to kubectl context "%s", namespace %s? [y/N] ' "$context" "$NAMESPACE" >&2
+    local answer=""
+    read -r answer || true
+    case "$answer" in
+        y | Y | yes | YES) ;;
+        *) die "aborted; nothing was changed" ;;
+    esac
+}
+
+# The namespace first: the identity Secret must exist before the pods that mount it.
+apply_namespace() {
+    kube apply -f "$root/deploy/base/namespace.yaml" >/dev/null
+}
+
+# Dev's first run: a private key on this machine (never in the repo), a sealed file with
+# fresh random passwords encrypted to it, and the key as the cluster's identity Secret.
+bootstrap_dev_secrets() {
+    local app identity recipient secrets_dir
+    app=$(app_bin)
+    identity=${DISCBABOONS_DEV_IDENTITY:-${XDG_CONFIG_HOME:-$HOME/.config}/discbaboons/dev.identity}
+    if [ ! -f "$identity" ]; then
+        log "creating the dev identity $identity"
+        mkdir -p "$(dirname "$identity")"
+        chmod 700 "$(dirname "$identity")"
+        "$app" seal keygen --output "$identity" >/dev/null
+    fi
+    recipient=$(sed -n 's/^# public key: //p' "$identity" | head -n 1)
+    [ -n "$recipient" ] || die "$identity has no '# public key:' line; recreate it with: $app seal keygen --output $identity"
+
+    if [ -f "$sealed" ] && "$app" seal verify "$sealed" -i "$identity" >/dev/null 2>&1; then
+        log "dev sealed file opens with your dev identity"
+    else
+        if [ -f "$sealed" ]; then
+            log "$sealed is not sealed to your dev identity (the committed one is a sample): resealing with new random passwords"
+            log "if the dev database already exists with another password: kubectl --context $KIND_CONTEXT -n $NAMESPACE delete statefulset postgres && kubectl --context $KIND_CONTEXT -n $NAMESPACE delete pvc data-postgres-0"
+            rm -f "$sealed"
+        fi
+        secrets_dir=$(mktemp -d "${TMPDIR:-/tmp}/discbaboons-seal.XXXXXX")
+        # shellcheck disable=SC2064 # expand now: the directory is local to this function
+        trap "rm -rf '$secrets_dir'" EXIT
+        umask 077
+        head -c 24 /dev/urandom | base64 | tr -d '\n' >"$secrets_dir/db"
+        head -c 48 /dev/urandom | base64 | tr -d '\n' >"$secrets_dir/jwt"
+        # POSTGRES_PASSWORD is what the postgres image initialises the database with; it
+        # must equal DATABASE_PASSWORD, the app's.
+        "$app" seal set "$sealed" DATABASE_PASSWORD POSTGRES_PASSWORD JWT_SECRET \
+            --context "$NAMESPACE/dev" -r "$recipient" \
+            --from-file "DATABASE_PASSWORD=$secrets_dir/db" \
+            --from-file "POSTGRES_PASSWORD=$secrets_dir/db" \
+            --from-file "JWT_SECRET=$secrets_dir/jwt"
+        rm -rf "$secrets_dir"
+        trap - EXIT
+        log "wrote $sealed (safe to commit: it is encrypted)"
+    fi
+
+    apply_namespace
+    kube -n "$NAMESPACE" create secret generic "$IDENTITY_SECRET" --from-file="identity=$identity" \
+        --dry-run=client -o yaml | kube apply -f - >/dev/null
+    log "identity Secret $IDENTITY_SECRET is in place"
+}
+
+check_prod_secrets() {
+    local app
+    app=$(app_bin)
+    [ -f "$sealed" ] || die "$sealed is missing: see 'First production deployment' in deploy/README.md"
+    if grep -q "$SAMPLE_RECIPIENT" "$sealed"; then
+        die "$sealed is still the committed sample: seal your own values first ('First production deployment' in deploy/README.md)"
+    fi
+    "$app" seal list "$sealed" >/dev/null || die "$sealed cannot be read"
+    apply_namespace
+    kube -n "$NAMESPACE" get secret "$IDENTITY_SECRET" >/dev/null 2>&1 \
+        || die "the cluster has no Secret $NAMESPACE/$IDENTITY_SECRET: create it once with
+    $app seal keygen --k8s-secret $IDENTITY_SECRET --namespace $NAMESPACE | kubectl apply -f -"
+}
+
+rollout() {
+    log "applying deploy/overlays/$env_name"
+    kube apply -k "$overlay"
+    # The image tag does not change between builds: restart so the pods run the new image.
+    kube -n "$NAMESPACE" rollout restart deployment/app
+    kube -n "$NAMESPACE" rollout status statefulset/postgres --timeout "$timeout"
+    kube -n "$NAMESPACE" rollout status deployment/app --timeout "$timeout"
+    kube -n "$NAMESPACE" get pods -o wide
+}
+
+deploy_dev() {
+    need docker kind kubectl
+    if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+        log "creating the Kind cluster $CLUSTER"
+        kind create cluster --config "$root/deploy/kind-config.yaml"
+    fi
+    log "building $DEV_IMAGE"
+    local args
+    mapfile -t args < <(build_args)
+    docker build "${args[@]}" -t "$DEV_IMAGE" "$root"
+    log "loading $DEV_IMAGE into Kind"
+    kind load docker-image "$DEV_IMAGE" --name "$CLUSTER"
+    bootstrap_dev_secrets
+    rollout
+    if ! kube get namespace ingress-nginx >/dev/null 2>&1; then
+        log "no ingress controller yet; http://localhost/ needs it (deploy/README.md), or use a port-forward:"
+    fi
+    log "kubectl --context $KIND_CONTEXT -n $NAMESPACE port-forward svc/app 8080:3000, then curl http://localhost:8080/health"
+}
+
+deploy_prod() {
+    need docker kubectl
+    context=$(kubectl config current-context 2>/dev/null) || die "kubectl has no current context"
+    confirm_prod
+    check_prod_secrets
+    local image args
+    image=$(kubectl kustomize "$overlay" | sed -n 's/^ *image: \(.*discbaboons-app.*\)$/\1/p' | head -n 1)
+    [ -n "$image" ] || die "cannot find the app image in deploy/overlays/prod"
+    case "$image" in
+        *@sha256:*) log "the overlay pins $image by digest: deploying that release, not building" ;;
+        *)
+            # The nodes are amd64 even when this laptop is arm64 (the seed's exec format lesson).
+            log "building and pushing $image for linux/amd64"
+            mapfile -t args < <(build_args)
+            docker buildx build --platform linux/amd64 "${args[@]}" -t "$image" --push "$root"
+            ;;
+    esac
+    rollout
+}
+
+context=""
+case "$env_name" in
+    dev) deploy_dev ;;
+    prod) deploy_prod ;;
+esac
+log "$env_name is up to date"

