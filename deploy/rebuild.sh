@@ -15,10 +15,10 @@ readonly NAMESPACE=discbaboons
 readonly CLUSTER=discbaboons-learning
 readonly KIND_CONTEXT="kind-$CLUSTER"
 readonly DEV_IMAGE=discbaboons-app:dev
-readonly IDENTITY_SECRET=app-identity
+readonly IDENTITY_SECRET=app-age-identity
 # The public key the committed sample sealed files are encrypted to. Its private key was
 # thrown away: a file still sealed to it is a placeholder, not your secrets.
-readonly SAMPLE_RECIPIENT=age1placeholder
+readonly SAMPLE_RECIPIENT=age1nm39qs4emd70h255y9mz2uatsqytgtuf65rsyrqpg4uw98ldcpdqgpqd6w
 
 usage() {
     cat <<'EOF'
@@ -163,7 +163,7 @@ bootstrap_dev_secrets() {
         head -c 48 /dev/urandom | base64 | tr -d '\n' >"$secrets_dir/jwt"
         # POSTGRES_PASSWORD is what the postgres image initialises the database with; it
         # must equal DATABASE_PASSWORD, the app's.
-        "$app" seal set "$sealed" DATABASE_PASSWORD POSTGRES_PASSWORD JWT_SECRET \
+        "$app" seal set "$sealed" \
             --context "$NAMESPACE/dev" -r "$recipient" \
             --from-file "DATABASE_PASSWORD=$secrets_dir/db" \
             --from-file "POSTGRES_PASSWORD=$secrets_dir/db" \

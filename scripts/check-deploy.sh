@@ -203,8 +203,8 @@ for probe, path in (("startupProbe", "/ready"), ("readinessProbe", "/ready"), ("
     need(main.get(probe, {}).get("httpGet", {}).get("path") == path, f"app {probe} must GET {path}")
 volumes = {v["name"]: v for v in pod.get("volumes", [])}
 identity = volumes.get("identity", {}).get("secret", {})
-need(identity.get("secretName") == "app-identity" and identity.get("defaultMode") == 0o400 and identity.get("optional") is False,
-     "app identity volume: Secret app-identity, defaultMode 0400, optional false")
+need(identity.get("secretName") == "app-age-identity" and identity.get("defaultMode") == 0o400 and identity.get("optional") is False,
+     "app identity volume: Secret app-age-identity, defaultMode 0400, optional false")
 need(volumes.get("sealed", {}).get("configMap", {}).get("name", "").startswith("app-sealed-"), "app sealed volume from app-sealed")
 if env == "dev":
     need(all(c.get("imagePullPolicy") == "IfNotPresent" for c in containers_of(pod)), "dev: IfNotPresent (image loaded into Kind)")
