@@ -13,5 +13,7 @@ pub mod db;
 pub mod exit;
 /// Embedded, Flyway-compatible schema migrations that many replicas can run at once.
 pub mod migrate;
+/// Sealed secrets: age-encrypted values in git, decrypted in memory in the pod.
+pub mod secrets;
 /// The tracing subscriber: pretty in dev, JSON lines in prod, non-blocking.
 pub mod telemetry;

@@ -5,6 +5,7 @@
 
 mod config;
 mod migrate;
+mod seal;
 mod wait_db;
 
 use std::collections::BTreeMap;
@@ -43,17 +44,32 @@ pub enum Command {
     /// Print the effective configuration, every secret redacted.
     #[command(after_help = config::EXAMPLES)]
     Config(config::Args),
+    /// Age-encrypted secrets in git: keygen, set, rm, list, verify, rekey, get, open.
+    #[command(after_help = seal::EXAMPLES)]
+    Seal(seal::Args),
 }
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> std::process::ExitCode {
+    // `app seal` runs on a laptop: it needs no settings and must not fail for want of them.
+    let command = match cli.command {
+        Command::Seal(args) => return seal::main(args),
+        other => other,
+    };
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
+    // Warnings of the sealed layer wait here until telemetry is up.
+    let sealed_warnings = std::cell::RefCell::new(Vec::new());
+    let sealed_loader = |s: &Settings| -> anyhow::Result<crate::config::SealedValues> {
+        let mounted = crate::secrets::open_mounted(&s.sealed, s.env)?;
+        sealed_warnings.borrow_mut().extend(mounted.warnings);
+        Ok(mounted.values)
+    };
     let sources = Sources {
         file: cli.config.clone(),
         env,
-        sealed: None,
+        sealed: Some(&sealed_loader),
     };
     let Loaded { settings, warnings } = match crate::config::load(&sources) {
         Ok(loaded) => loaded,
@@ -67,10 +83,17 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
         Ok(guard) => guard,
         Err(err) => return fail(&err.into()),
     };
-    for warning in &warnings {
+    for warning in warnings.iter().chain(sealed_warnings.borrow().iter()) {
         tracing::warn!("{warning}");
     }
-    let outcome = run(cli.command, &settings);
+    if !settings.loaded_secrets.is_empty() {
+        tracing::debug!(
+            file = %settings.sealed.file.display(),
+            names = ?settings.loaded_secrets,
+            "sealed secrets loaded"
+        );
+    }
+    let outcome = run(command, &settings);
     let code = match &outcome {
         Ok(()) => ExitCode::Ok,
         Err(err) => {
@@ -95,6 +118,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
         match command {
             Command::WaitDb(args) => wait_db::run(args, settings).await,
             Command::Config(args) => config::run(args, settings).await,
+            Command::Seal(args) => seal::run(args),
             Command::Migrate(args) => migrate::run(args, settings).await,
         }
     })
