@@ -70,6 +70,7 @@ pub enum Action {
     Validate,
     /// Record that the existing schema already is at a version, so older migrations never
     /// run (Flyway's baseline; only on an empty history).
+    #[command(disable_version_flag = true)]
     Baseline {
         /// The version to record (default: migrate.baseline_version, 1).
         #[arg(long, value_name = "VERSION")]

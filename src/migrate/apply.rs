@@ -7,6 +7,7 @@ use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::MigrateError;
+use super::error::SqlFailure;
 use super::history::{self, NewRow};
 use super::script::Migration;
 use super::split::Statement;
@@ -53,7 +54,7 @@ pub async fn apply(
         for stmt in &m.statements {
             if let Err(e) = execute(conn, stmt).await {
                 let err = failure(m, stmt, e, HALF_DONE);
-                if matches!(err, MigrateError::Failed { .. }) {
+                if matches!(err, MigrateError::Failed(_)) {
                     history::insert(conn, schema, &row(elapsed_ms(started), false)).await?;
                 }
                 return Err(err);
@@ -94,7 +95,7 @@ fn failure(
         Some(PgErrorPosition::Original(pos)) => stmt.line + lines_before(&stmt.sql, pos),
         _ => stmt.line,
     };
-    MigrateError::Failed {
+    MigrateError::Failed(Box::new(SqlFailure {
         script: m.script.clone(),
         line,
         message: pg.message().to_owned(),
@@ -102,7 +103,7 @@ fn failure(
         detail: pg.detail().map(str::to_owned),
         hint: pg.hint().map(str::to_owned),
         outcome,
-    }
+    }))
 }
 
 /// How many line breaks precede the 1-based character position `pos` of `sql`.

@@ -96,28 +96,9 @@ pub enum MigrateError {
         /// Its rank.
         installed_rank: i32,
     },
-    /// A migration's SQL failed.
-    #[error(
-        "migration {script} failed at line {line}: {message} (SQLSTATE {sqlstate}){}{}; {outcome}",
-        detail.as_ref().map(|d| format!("; detail: {d}")).unwrap_or_default(),
-        hint.as_ref().map(|h| format!("; hint: {h}")).unwrap_or_default(),
-    )]
-    Failed {
-        /// The file name.
-        script: String,
-        /// The line in the file where the failing statement starts (or the error points).
-        line: usize,
-        /// PostgreSQL's message.
-        message: String,
-        /// PostgreSQL's SQLSTATE.
-        sqlstate: String,
-        /// PostgreSQL's detail, if any.
-        detail: Option<String>,
-        /// PostgreSQL's hint, if any.
-        hint: Option<String>,
-        /// What state the database was left in.
-        outcome: &'static str,
-    },
+    /// A migration's SQL failed (boxed: the details are large and this path is rare).
+    #[error("{0}")]
+    Failed(Box<SqlFailure>),
     /// Another migrator held the lock for too long.
     #[error(
         "timed out after {}s waiting for the migration lock, held by {holder}; if no \
@@ -163,7 +144,7 @@ impl HasExitCode for MigrateError {
             | MigrateError::NonEmptySchema { .. }
             | MigrateError::BaselineRefused { .. } => ExitCode::MigrationValidation,
             MigrateError::FailedInHistory { .. } => ExitCode::MigrationHistoryFailed,
-            MigrateError::Failed { .. } => ExitCode::MigrationFailed,
+            MigrateError::Failed(_) => ExitCode::MigrationFailed,
             MigrateError::LockTimeout { .. } => ExitCode::MigrationLockTimeout,
             MigrateError::Outdated { .. } => ExitCode::SchemaOutdated,
             MigrateError::Database(e) if crate::db::is_unavailable(e) => {
@@ -171,5 +152,41 @@ impl HasExitCode for MigrateError {
             }
             MigrateError::Database(_) => ExitCode::Failure,
         }
+    }
+}
+
+/// Where and how a migration's SQL failed.
+#[derive(Debug)]
+pub struct SqlFailure {
+    /// The file name.
+    pub script: String,
+    /// The line in the file where the error points (or the failing statement starts).
+    pub line: usize,
+    /// PostgreSQL's message.
+    pub message: String,
+    /// PostgreSQL's SQLSTATE.
+    pub sqlstate: String,
+    /// PostgreSQL's detail, if any.
+    pub detail: Option<String>,
+    /// PostgreSQL's hint, if any.
+    pub hint: Option<String>,
+    /// What state the database was left in.
+    pub outcome: &'static str,
+}
+
+impl std::fmt::Display for SqlFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "migration {} failed at line {}: {} (SQLSTATE {})",
+            self.script, self.line, self.message, self.sqlstate
+        )?;
+        if let Some(detail) = &self.detail {
+            write!(f, "; detail: {detail}")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "; hint: {hint}")?;
+        }
+        write!(f, "; {}", self.outcome)
     }
 }

@@ -108,6 +108,16 @@ impl Lock {
     }
 }
 
+/// pid, application_name, user, client address, state, seconds since connecting.
+type HolderRow = (
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<f64>,
+);
+
 /// Who holds the advisory lock `key` in this database: pid, application, user, client and
 /// how long its current state has lasted, from `pg_locks` and `pg_stat_activity`.
 pub async fn holder(conn: &mut PgConnection, key: i64) -> Result<Option<String>, sqlx::Error> {
@@ -115,14 +125,7 @@ pub async fn holder(conn: &mut PgConnection, key: i64) -> Result<Option<String>,
     let bits = key as u64;
     let (classid, objid) = (i64::from((bits >> 32) as u32), i64::from(bits as u32));
     // language=PostgreSQL
-    let row: Option<(
-        i32,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<f64>,
-    )> = sqlx::query_as(
+    let row: Option<HolderRow> = sqlx::query_as(
         "select l.pid, a.application_name, a.usename::text, a.client_addr::text, a.state,
                     extract(epoch from now() - a.backend_start)::float8
                from pg_catalog.pg_locks l

@@ -24,7 +24,7 @@ use std::time::Duration;
 use sqlx::PgConnection;
 
 pub use checksum::checksum;
-pub use error::MigrateError;
+pub use error::{MigrateError, SqlFailure};
 pub use history::{BASELINE_DESCRIPTION, HistoryRow};
 pub use lock::flyway_key;
 pub use plan::{Line, Plan, State};
