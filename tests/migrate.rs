@@ -737,3 +737,38 @@ async fn schema_status_tells_serve_whether_to_start() {
     assert_eq!(status.applied.as_deref(), Some("7"));
     status.ensure_current().unwrap();
 }
+
+#[test]
+fn a_failed_concurrent_index_leaves_a_failed_row_that_blocks() {
+    let db = Cluster::shared().create_db();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("V1__dupes.sql"),
+        "create table dupes (v int);\ninsert into dupes values (1), (1);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("V2__unique_concurrently.sql"),
+        "-- fails: the values are not unique\ncreate unique index concurrently dupes_v on dupes (v);",
+    )
+    .unwrap();
+    let location = dir.path().to_str().unwrap();
+
+    let out = migrate(&db, &["--location", location]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(11), "{text}");
+    assert!(
+        text.contains("V2__unique_concurrently.sql failed at line 2"),
+        "{text}"
+    );
+    assert!(text.contains("SQLSTATE 23505"), "{text}");
+    assert!(text.contains("outside a transaction"), "{text}");
+    let rows = history(&db);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows[1].starts_with("2|unique concurrently|SQL|") && rows[1].ends_with("|f"));
+
+    let out = migrate(&db, &["--location", location]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(14), "{text}");
+    assert!(text.contains("installed_rank = 2"), "{text}");
+}

@@ -27,7 +27,6 @@ transaction. Exit codes: 10 validation, 11 a migration failed (rolled back), 12 
 
 /// Options of `app migrate`.
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = false)]
 pub struct Args {
     /// What to do; without one, apply the pending migrations.
     #[command(subcommand)]

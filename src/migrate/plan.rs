@@ -364,6 +364,19 @@ mod tests {
     }
 
     #[test]
+    fn flyway_schema_markers_and_repeatables_are_tolerated() {
+        let m = migrations(&["V2__a.sql"]);
+        let mut schema = row(0, "x", "SCHEMA", None, true);
+        schema.version = None;
+        schema.script = "\"public\"".into();
+        let mut repeatable = row(1, "x", "SQL", None, true);
+        repeatable.version = None;
+        let p = plan(&m, &[schema, repeatable], None);
+        assert_eq!(p.pending, [0]);
+        assert!(p.problems.is_empty() && p.failed.is_empty());
+    }
+
+    #[test]
     fn versions_match_numerically_and_deletes_undo_rows() {
         let m = migrations(&["V1.0__a.sql"]);
         let mut r = row(1, "1", "SQL", Some(&m.all()[0]), true);

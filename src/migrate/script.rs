@@ -114,7 +114,7 @@ impl Migration {
         let statements = split(text)
             .map_err(|e| invalid(format!("line {}: unterminated {}", e.line, e.what)))?;
         let kinds: Vec<Kind> = statements.iter().map(|s| classify(&s.words)).collect();
-        for (stmt, _) in statements.iter().zip(&kinds) {
+        for stmt in &statements {
             let w = &stmt.words;
             if w.first().is_some_and(|w| w == "COPY")
                 && w.windows(2).any(|p| p[0] == "FROM" && p[1] == "STDIN")
