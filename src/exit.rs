@@ -132,6 +132,8 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
         Coded,
         crate::config::ConfigError,
         crate::db::WaitError,
+        crate::server::StartError,
+        crate::auth::WeakSecret,
         crate::secrets::SealedError,
         crate::secrets::ValueError,
         crate::migrate::MigrateError,

@@ -1,6 +1,10 @@
 //! discbaboons `app`: one static binary that replaces pg_isready, Flyway, Express and Sealed
 //! Secrets. See the README for the commands and `../shared/DESIGN.md` for the why.
 
+/// The HTTP API: one module per resource, one error type, described by poem-openapi.
+pub mod api;
+/// Accounts' cryptography: argon2id password hashes and HS256 JSON Web Tokens.
+pub mod auth;
 /// Version and git commit of this build.
 pub mod build_info;
 /// The command line: one module per subcommand, dispatched from `main`.
@@ -9,11 +13,15 @@ pub mod cli;
 pub mod config;
 /// PostgreSQL connections: the pool, one-shot connections, and the wait-db probe.
 pub mod db;
+/// Domain values that validate on construction: usernames, emails, passwords, profiles.
+pub mod domain;
 /// Exit codes: one enum, one table in the README.
 pub mod exit;
 /// Embedded, Flyway-compatible schema migrations that many replicas can run at once.
 pub mod migrate;
 /// Sealed secrets: age-encrypted values in git, decrypted in memory in the pod.
 pub mod secrets;
+/// The HTTP server: routes, middleware, metrics listener, graceful shutdown.
+pub mod server;
 /// The tracing subscriber: pretty in dev, JSON lines in prod, non-blocking.
 pub mod telemetry;

@@ -4,8 +4,11 @@
 //! dispatch, and turn the outcome into an exit code (see [`crate::exit`]).
 
 mod config;
+mod healthcheck;
 mod migrate;
+mod openapi;
 mod seal;
+mod serve;
 mod wait_db;
 
 use std::collections::BTreeMap;
@@ -44,6 +47,15 @@ pub enum Command {
     /// Print the effective configuration, every secret redacted.
     #[command(after_help = config::EXAMPLES)]
     Config(config::Args),
+    /// Serve the API, Swagger UI (/docs), probes (/health, /ready) and metrics (the main container).
+    #[command(after_help = serve::EXAMPLES)]
+    Serve(serve::Args),
+    /// Ask a running server whether it is ready (for a Docker HEALTHCHECK without curl).
+    #[command(after_help = healthcheck::EXAMPLES)]
+    Healthcheck(healthcheck::Args),
+    /// Print the OpenAPI spec this binary serves.
+    #[command(hide = true)]
+    Openapi(openapi::Args),
     /// Age-encrypted secrets in git: keygen, set, rm, list, verify, rekey, get, open.
     #[command(after_help = seal::EXAMPLES)]
     Seal(seal::Args),
@@ -118,6 +130,9 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
         match command {
             Command::WaitDb(args) => wait_db::run(args, settings).await,
             Command::Config(args) => config::run(args, settings).await,
+            Command::Serve(args) => serve::run(args, settings).await,
+            Command::Healthcheck(args) => healthcheck::run(args, settings).await,
+            Command::Openapi(args) => openapi::run(args, settings).await,
             Command::Seal(args) => seal::run(args),
             Command::Migrate(args) => migrate::run(args, settings).await,
         }

@@ -1,0 +1,216 @@
+//! The signed-in user's own account: `/api/users/me`, its profile and its password.
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::auth::{TokenBody, conflict_or, now_millis, optional};
+use super::security::{BearerAuth, authenticate};
+use super::users::{User, UserEnvelope, UserRow};
+use super::{ApiError, ApiTags, State};
+use crate::auth::Verdict;
+use crate::domain::{Bio, Email, Invalid, Location, Name, Password, PersonalityType};
+
+/// Operations on the caller's own account.
+pub struct AccountApi;
+
+/// Changes to the profile. A field left out stays as it is; `null` clears it (except
+/// `email`, which every profile has).
+#[derive(Object)]
+pub struct ProfilePatch {
+    /// New email address; unique across users.
+    pub email: Option<String>,
+    /// Display name, up to 100 characters.
+    pub name: MaybeUndefined<String>,
+    /// Where the user is, up to 100 characters.
+    pub location: MaybeUndefined<String>,
+    /// Free text about the user, up to 2000 characters.
+    pub bio: MaybeUndefined<String>,
+    /// The seed's baboon personality type, up to 50 characters.
+    pub personality_type: MaybeUndefined<String>,
+}
+
+/// A password change.
+#[derive(Object)]
+pub struct PasswordChange {
+    /// The password in use now.
+    #[oai(write_only)]
+    pub current_password: String,
+    /// The new password, 8 to 128 characters.
+    #[oai(write_only)]
+    pub new_password: String,
+}
+
+/// What deleting the account answers.
+#[derive(ApiResponse)]
+pub enum Deleted {
+    /// The account and its profile are gone; its tokens no longer work.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+/// Whether a patch touches a field, and its validated new value.
+fn patch<T>(
+    value: MaybeUndefined<String>,
+    parse: impl Fn(&str) -> Result<T, Invalid>,
+) -> Result<(bool, Option<T>), Invalid> {
+    match value {
+        MaybeUndefined::Undefined => Ok((false, None)),
+        MaybeUndefined::Null => Ok((true, None)),
+        MaybeUndefined::Value(v) => Ok((true, Some(parse(&v)?))),
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Account")]
+impl AccountApi {
+    /// The signed-in user, with their profile.
+    #[oai(path = "/api/users/me", method = "get", operation_id = "get_me")]
+    async fn me(
+        &self,
+        state: Data<&State>,
+        auth: BearerAuth,
+    ) -> Result<Json<UserEnvelope>, ApiError> {
+        let me = authenticate(&state, &auth).await?;
+        let user = super::users::by_id(&state.pool, me.id)
+            .await?
+            .ok_or(ApiError::Unauthorized("the account no longer exists"))?;
+        Ok(UserEnvelope::of(user))
+    }
+
+    /// Changes some profile fields; returns the user with the updated profile.
+    #[oai(
+        path = "/api/users/me/profile",
+        method = "patch",
+        operation_id = "update_my_profile"
+    )]
+    async fn update_profile(
+        &self,
+        state: Data<&State>,
+        auth: BearerAuth,
+        body: Json<ProfilePatch>,
+    ) -> Result<Json<UserEnvelope>, ApiError> {
+        let body = body.0;
+        let email = optional(body.email, Email::parse)?;
+        let (set_name, name) = patch(body.name, |v| Name::parse(v).map(Name::into_inner))?;
+        let (set_location, location) = patch(body.location, |v| {
+            Location::parse(v).map(Location::into_inner)
+        })?;
+        let (set_bio, bio) = patch(body.bio, |v| Bio::parse(v).map(Bio::into_inner))?;
+        let (set_personality, personality) = patch(body.personality_type, |v| {
+            PersonalityType::parse(v).map(PersonalityType::into_inner)
+        })?;
+        let me = authenticate(&state, &auth).await?;
+
+        // Update, or insert when the user has no profile yet (possible for pre-existing
+        // data; it then needs an email). Not `insert .. on conflict`: PostgreSQL checks
+        // `email not null` on the proposed row even when it ends up updating. The result is
+        // read from `returning`: the outer query would still see the old row.
+        // language=PostgreSQL
+        let row: Option<UserRow> = sqlx::query_as(
+            "with upd as ( \
+               update user_profiles set \
+                 email = coalesce($2, email), \
+                 name = case when $3 then $4 else name end, \
+                 location = case when $5 then $6 else location end, \
+                 bio = case when $7 then $8 else bio end, \
+                 personality_type = case when $9 then $10 else personality_type end, \
+                 updated_at = $11 \
+               where user_id = $1 \
+               returning * \
+             ), ins as ( \
+               insert into user_profiles \
+                   (user_id, email, name, location, bio, personality_type, created_at, updated_at) \
+               select $1, $2, $4, $6, $8, $10, $11, $11 \
+                where not exists (select 1 from upd) \
+               returning * \
+             ), p as ( \
+               select * from upd union all select * from ins \
+             ) \
+             select u.id, u.username, u.created_at, true as has_profile, \
+                    p.email, p.name, p.location, p.bio, p.personality_type, \
+                    p.created_at as profile_created_at, p.updated_at as profile_updated_at \
+               from users u join p on p.user_id = u.id",
+        )
+        .bind(me.id)
+        .bind(email.as_ref().map(Email::as_str))
+        .bind(set_name)
+        .bind(&name)
+        .bind(set_location)
+        .bind(&location)
+        .bind(set_bio)
+        .bind(&bio)
+        .bind(set_personality)
+        .bind(&personality)
+        .bind(now_millis().naive_utc())
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23502") => {
+                ApiError::Validation(Invalid::new("email", "is required to create a profile"))
+            }
+            _ => conflict_or(e),
+        })?;
+        let user = row.ok_or(ApiError::Unauthorized("the account no longer exists"))?;
+        Ok(UserEnvelope::of(User::from(user)))
+    }
+
+    /// Changes the password. Every token issued before the change stops working; the
+    /// response carries a fresh one.
+    #[oai(
+        path = "/api/users/me/password",
+        method = "post",
+        operation_id = "change_my_password"
+    )]
+    async fn change_password(
+        &self,
+        state: Data<&State>,
+        auth: BearerAuth,
+        body: Json<PasswordChange>,
+    ) -> Result<Json<TokenBody>, ApiError> {
+        let PasswordChange {
+            current_password,
+            new_password,
+        } = body.0;
+        let new_password = Password::parse("new_password", &new_password)?;
+        let me = authenticate(&state, &auth).await?;
+        // language=PostgreSQL
+        let stored: Option<String> =
+            sqlx::query_scalar("select password_hash from users where id = $1")
+                .bind(me.id)
+                .fetch_optional(&state.pool)
+                .await?;
+        if state.hasher.verify(current_password, stored).await? != Verdict::Match {
+            return Err(ApiError::WrongPassword);
+        }
+        let hash = state.hasher.hash(new_password).await?;
+        let now = now_millis();
+        // language=PostgreSQL
+        sqlx::query("update users set password_hash = $2, last_password_change = $3 where id = $1")
+            .bind(me.id)
+            .bind(&hash)
+            .bind(now.naive_utc())
+            .execute(&state.pool)
+            .await?;
+        tracing::info!(user_id = me.id, "password changed; older tokens revoked");
+        let issued = state.jwt.issue(me.id, now)?;
+        Ok(Json(TokenBody {
+            token: issued.token,
+            token_type: "Bearer".into(),
+            expires_at: issued.expires_at,
+        }))
+    }
+
+    /// Deletes the account; its profile goes with it.
+    #[oai(path = "/api/users/me", method = "delete", operation_id = "delete_me")]
+    async fn delete(&self, state: Data<&State>, auth: BearerAuth) -> Result<Deleted, ApiError> {
+        let me = authenticate(&state, &auth).await?;
+        // language=PostgreSQL
+        sqlx::query("delete from users where id = $1")
+            .bind(me.id)
+            .execute(&state.pool)
+            .await?;
+        tracing::info!(user_id = me.id, username = %me.username, "account deleted");
+        Ok(Deleted::NoContent)
+    }
+}

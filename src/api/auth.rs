@@ -1,0 +1,212 @@
+//! `/api/auth/register` and `/api/auth/login`.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::users::{User, UserEnvelope};
+use super::{ApiError, ApiTags, State};
+use crate::auth::Verdict;
+use crate::domain::{Bio, Email, Invalid, Location, Name, Password, PersonalityType, Username};
+
+/// Registration and login.
+pub struct AuthApi;
+
+/// A new account and its profile.
+#[derive(Object)]
+pub struct RegisterRequest {
+    /// 3 to 50 characters: ASCII letters, digits, `_`, `-`, `.`; starts with a letter or digit.
+    pub username: String,
+    /// Email address; unique across users.
+    pub email: String,
+    /// 8 to 128 characters.
+    #[oai(write_only)]
+    pub password: String,
+    /// Display name, up to 100 characters.
+    pub name: Option<String>,
+    /// Where the user is, up to 100 characters.
+    pub location: Option<String>,
+    /// Free text about the user, up to 2000 characters.
+    pub bio: Option<String>,
+    /// The seed's baboon personality type, up to 50 characters.
+    pub personality_type: Option<String>,
+}
+
+/// Credentials.
+#[derive(Object)]
+pub struct LoginRequest {
+    /// Username.
+    pub username: String,
+    /// Password.
+    #[oai(write_only)]
+    pub password: String,
+}
+
+/// A bearer token for the account operations.
+#[derive(Debug, Object)]
+pub struct TokenBody {
+    /// The JWT: send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// When the token stops being accepted (UTC).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What registration answers.
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// The account and its profile were created.
+    #[oai(status = 201)]
+    Created(Json<UserEnvelope>),
+}
+
+/// The current time at the precision tokens and `last_password_change` compare at.
+pub(crate) fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::milliseconds(1))
+        .unwrap_or(now)
+}
+
+/// Validates an optional field.
+pub(crate) fn optional<T>(
+    value: Option<String>,
+    parse: impl Fn(&str) -> Result<T, Invalid>,
+) -> Result<Option<T>, Invalid> {
+    value.map(|v| parse(&v)).transpose()
+}
+
+/// Longest password login will even hash: bounds the work an attacker can ask for.
+const LOGIN_PASSWORD_MAX_BYTES: usize = 1024;
+
+/// Maps a unique violation to 409 naming the field, by constraint name.
+pub(crate) fn conflict_or(err: sqlx::Error) -> ApiError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        match db.constraint() {
+            Some("users_username_key") => return ApiError::Conflict { field: "username" },
+            Some("user_profiles_email_key") => return ApiError::Conflict { field: "email" },
+            _ => {}
+        }
+    }
+    err.into()
+}
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Creates an account and its profile in one transaction. A taken username or email is a
+    /// 409 naming the field; a value breaking a rule is a 422 naming the field.
+    #[oai(
+        path = "/api/auth/register",
+        method = "post",
+        operation_id = "register"
+    )]
+    async fn register(
+        &self,
+        state: Data<&State>,
+        body: Json<RegisterRequest>,
+    ) -> Result<RegisterResponse, ApiError> {
+        let body = body.0;
+        let username = Username::parse(&body.username)?;
+        let email = Email::parse(&body.email)?;
+        let password = Password::parse("password", &body.password)?;
+        let name = optional(body.name, |v| Name::parse(v).map(Name::into_inner))?;
+        let location = optional(body.location, |v| {
+            Location::parse(v).map(Location::into_inner)
+        })?;
+        let bio = optional(body.bio, |v| Bio::parse(v).map(Bio::into_inner))?;
+        let personality = optional(body.personality_type, |v| {
+            PersonalityType::parse(v).map(PersonalityType::into_inner)
+        })?;
+
+        // Hash before taking a connection: the hash is the slow part.
+        let hash = state.hasher.hash(password).await?;
+        let now = now_millis().naive_utc();
+        let mut tx = state.pool.begin().await?;
+        // language=PostgreSQL
+        let (id,): (i32,) = sqlx::query_as(
+            "insert into users (username, password_hash, created_at, last_password_change) \
+             values ($1, $2, $3, $3) returning id",
+        )
+        .bind(username.as_str())
+        .bind(&hash)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        // language=PostgreSQL
+        sqlx::query(
+            "insert into user_profiles \
+                 (user_id, email, name, location, bio, personality_type, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(id)
+        .bind(email.as_str())
+        .bind(&name)
+        .bind(&location)
+        .bind(&bio)
+        .bind(&personality)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        tx.commit().await?;
+        tracing::info!(
+            user_id = id,
+            username = username.as_str(),
+            "user registered"
+        );
+
+        let user = User {
+            id,
+            username: username.as_str().to_owned(),
+            created_at: Some(now.and_utc()),
+            user_profiles: Some(super::users::Profile {
+                email: email.as_str().to_owned(),
+                name,
+                location,
+                bio,
+                personality_type: personality,
+                created_at: Some(now.and_utc()),
+                updated_at: Some(now.and_utc()),
+            }),
+        };
+        Ok(RegisterResponse::Created(UserEnvelope::of(user)))
+    }
+
+    /// Exchanges a username and password for a bearer token. An unknown user and a wrong
+    /// password get the same 401, in about the same time.
+    #[oai(path = "/api/auth/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&State>,
+        body: Json<LoginRequest>,
+    ) -> Result<Json<TokenBody>, ApiError> {
+        let LoginRequest { username, password } = body.0;
+        if password.len() > LOGIN_PASSWORD_MAX_BYTES {
+            return Err(ApiError::InvalidCredentials);
+        }
+        // language=PostgreSQL
+        let row: Option<(i32, String)> =
+            sqlx::query_as("select id, password_hash from users where username = $1")
+                .bind(&username)
+                .fetch_optional(&state.pool)
+                .await?;
+        let (id, stored) = match row {
+            Some((id, hash)) => (Some(id), Some(hash)),
+            None => (None, None),
+        };
+        let verdict = state.hasher.verify(password, stored).await?;
+        let (Verdict::Match, Some(id)) = (verdict, id) else {
+            return Err(ApiError::InvalidCredentials);
+        };
+        let issued = state.jwt.issue(id, now_millis())?;
+        Ok(Json(TokenBody {
+            token: issued.token,
+            token_type: "Bearer".into(),
+            expires_at: issued.expires_at,
+        }))
+    }
+}

@@ -1,0 +1,69 @@
+//! `/api/info`: the seed's configuration check, without its leaks.
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use super::{ApiTags, State};
+use crate::build_info;
+use crate::config::Settings;
+
+/// The info endpoint.
+pub struct InfoApi;
+
+/// Where the database is; never the user's password.
+#[derive(Debug, Clone, Object)]
+pub struct DatabaseInfo {
+    /// Host name or address.
+    pub host: String,
+    /// Database name.
+    pub name: String,
+}
+
+/// How this instance is configured.
+#[derive(Debug, Clone, Object)]
+pub struct InfoBody {
+    /// `dev` or `prod`.
+    pub environment: String,
+    /// The log filter in effect, e.g. `info` or `app=debug,sqlx=warn`.
+    pub log_level: String,
+    /// The version of the binary.
+    pub version: String,
+    /// The git commit the binary was built from.
+    pub commit: String,
+    /// The database this instance talks to.
+    pub database: DatabaseInfo,
+    /// Names (never values) of the secrets decrypted from the sealed file.
+    pub secrets_loaded: Vec<String>,
+    /// Whether Prometheus metrics are served on the metrics port.
+    pub metrics_enabled: bool,
+}
+
+impl InfoBody {
+    /// Computes the body once, at start-up.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<InfoBody> {
+        let target = settings.database.target()?;
+        Ok(InfoBody {
+            environment: settings.env.as_str().to_owned(),
+            log_level: settings.log.level.clone(),
+            version: build_info::VERSION.to_owned(),
+            commit: build_info::COMMIT.to_owned(),
+            database: DatabaseInfo {
+                host: target.host,
+                name: target.name,
+            },
+            secrets_loaded: settings.loaded_secrets.clone(),
+            metrics_enabled: settings.metrics.enabled,
+        })
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Info")]
+impl InfoApi {
+    /// This instance: environment, log level, version and commit, database host and name,
+    /// the names of the sealed secrets it loaded, and whether metrics are on.
+    #[oai(path = "/api/info", method = "get", operation_id = "info")]
+    async fn info(&self, state: Data<&State>) -> Json<InfoBody> {
+        Json(state.info.clone())
+    }
+}

@@ -1,0 +1,127 @@
+//! The HTTP API, described by poem-openapi: one module per resource, one error type.
+//!
+//! The API types are unit structs so that the spec can be produced without a database
+//! ([`service`], `app openapi`); handlers get the shared [`AppState`] as request data.
+
+pub mod account;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod info;
+pub mod security;
+pub mod users;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use poem_openapi::{OpenApiService, Tags};
+use sqlx::PgPool;
+
+use crate::auth::{JwtKeys, PasswordHasher};
+use crate::build_info;
+
+pub use error::{ApiError, ErrorBody};
+
+/// Swagger UI's groups.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Liveness and readiness probes for Kubernetes and Docker.
+    Health,
+    /// What this instance is and how it is configured (never secret values).
+    Info,
+    /// Public user directory: users with their profiles.
+    Users,
+    /// Registration and login.
+    Auth,
+    /// The signed-in user's own account; needs a bearer token from `/api/auth/login`.
+    Account,
+}
+
+/// Everything the handlers share, built once by the server.
+pub struct AppState {
+    /// The lazy pool: requests fail fast with 503 while PostgreSQL is down.
+    pub pool: PgPool,
+    /// Token signing and verification.
+    pub jwt: JwtKeys,
+    /// Password hashing, bounded in concurrency.
+    pub hasher: PasswordHasher,
+    /// What `/ready` reports.
+    pub readiness: Readiness,
+    /// The body of `/api/info`, computed once from the settings.
+    pub info: info::InfoBody,
+}
+
+/// Shared handle to the state, as request data.
+pub type State = Arc<AppState>;
+
+/// The readiness flags behind `/ready`.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    shutting_down: AtomicBool,
+    schema_current: AtomicBool,
+}
+
+impl Readiness {
+    /// Marks the start of shutdown: `/ready` answers 503 from now on.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Records that the schema was found current (it stays so: migrations only move forward).
+    pub fn set_schema_current(&self) {
+        self.schema_current.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the schema has been found current.
+    pub fn schema_known_current(&self) -> bool {
+        self.schema_current.load(Ordering::Relaxed)
+    }
+}
+
+/// Every API of the spec.
+pub type Apis = (
+    health::HealthApi,
+    info::InfoApi,
+    users::UsersApi,
+    account::AccountApi,
+    auth::AuthApi,
+);
+
+/// The OpenAPI service: routes plus the spec they are described by.
+pub fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            health::HealthApi,
+            info::InfoApi,
+            users::UsersApi,
+            account::AccountApi,
+            auth::AuthApi,
+        ),
+        "discbaboons API",
+        build_info::VERSION,
+    )
+    .description(
+        "The discbaboons API: users and their profiles, registration, login and account \
+         management. Every error is JSON: `{\"error\": \"<code>\", \"message\": \"...\"}`.\n\n\
+         To call the account operations here: register, log in, then press **Authorize** and \
+         paste the `token` from the login response.",
+    )
+    .license("MIT")
+}
+
+/// The spec as pretty JSON, as committed in `openapi/openapi.json`.
+pub fn spec_json() -> String {
+    let mut spec = service().spec();
+    spec.push('\n');
+    spec
+}
+
+/// The spec as YAML, as committed in `openapi/openapi.yaml`.
+pub fn spec_yaml() -> String {
+    service().spec_yaml()
+}

@@ -1,0 +1,249 @@
+//! `/api/users` and `/api/users/{username}`: users joined with their profiles, in one query
+//! each, never with `password_hash`.
+//!
+//! The list is paginated by keyset on `id` (an opaque cursor carries the last id seen), so a
+//! page costs the same on page 1 and page 10 000, and rows inserted meanwhile neither repeat
+//! nor shift the pages.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use super::{ApiError, ApiTags, State};
+use crate::domain::Username;
+
+/// The public user directory.
+pub struct UsersApi;
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest page size.
+pub const MAX_LIMIT: u32 = 500;
+
+/// A user's profile (`user_profiles`).
+#[derive(Debug, Clone, Object)]
+pub struct Profile {
+    /// Email address, lower-cased.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Where the user is.
+    pub location: Option<String>,
+    /// Free text about the user.
+    pub bio: Option<String>,
+    /// The seed's baboon personality type, e.g. `Analytical`.
+    pub personality_type: Option<String>,
+    /// When the profile was created (UTC).
+    pub created_at: Option<DateTime<Utc>>,
+    /// When the profile last changed (UTC).
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// A user with their profile, as the seed's Prisma `include` returned it.
+#[derive(Debug, Clone, Object)]
+pub struct User {
+    /// Numeric id.
+    pub id: i32,
+    /// Username.
+    pub username: String,
+    /// When the account was created (UTC).
+    pub created_at: Option<DateTime<Utc>>,
+    /// The profile, or `null` for a user without one.
+    pub user_profiles: Option<Profile>,
+}
+
+/// One user, in the seed's envelope.
+#[derive(Debug, Object)]
+pub struct UserEnvelope {
+    /// Always `true` (errors use the error shape).
+    pub success: bool,
+    /// The user.
+    pub data: User,
+}
+
+impl UserEnvelope {
+    pub(crate) fn of(user: User) -> Json<UserEnvelope> {
+        Json(UserEnvelope {
+            success: true,
+            data: user,
+        })
+    }
+}
+
+/// A page of users, in the seed's envelope.
+#[derive(Debug, Object)]
+pub struct UserPage {
+    /// Always `true` (errors use the error shape).
+    pub success: bool,
+    /// Users in ascending `id` order.
+    pub data: Vec<User>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The columns every user query selects, in the order [`UserRow`] reads them.
+macro_rules! select_user {
+    () => {
+        "select u.id, u.username, u.created_at, p.user_id is not null as has_profile, \
+                p.email, p.name, p.location, p.bio, p.personality_type, \
+                p.created_at as profile_created_at, p.updated_at as profile_updated_at \
+           from users u \
+           left join user_profiles p on p.user_id = u.id"
+    };
+}
+
+/// One row of [`select_user!`].
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: i32,
+    username: String,
+    created_at: Option<NaiveDateTime>,
+    has_profile: bool,
+    email: Option<String>,
+    name: Option<String>,
+    location: Option<String>,
+    bio: Option<String>,
+    personality_type: Option<String>,
+    profile_created_at: Option<NaiveDateTime>,
+    profile_updated_at: Option<NaiveDateTime>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        let utc = |t: Option<NaiveDateTime>| t.map(|t| t.and_utc());
+        let user_profiles = row.has_profile.then(|| Profile {
+            email: row.email.unwrap_or_default(),
+            name: row.name,
+            location: row.location,
+            bio: row.bio,
+            personality_type: row.personality_type,
+            created_at: utc(row.profile_created_at),
+            updated_at: utc(row.profile_updated_at),
+        });
+        User {
+            id: row.id,
+            username: row.username,
+            created_at: utc(row.created_at),
+            user_profiles,
+        }
+    }
+}
+
+/// Loads one user with their profile by id.
+pub(crate) async fn by_id(
+    executor: impl sqlx::PgExecutor<'_>,
+    id: i32,
+) -> Result<Option<User>, sqlx::Error> {
+    // language=PostgreSQL
+    let row: Option<UserRow> = sqlx::query_as(concat!(select_user!(), " where u.id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.map(User::from))
+}
+
+const CURSOR_PREFIX: &str = "id:";
+
+fn encode_cursor(last_id: i32) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{last_id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i32, ApiError> {
+    let bad = || ApiError::BadRequest {
+        code: "invalid_parameter",
+        message: "`cursor` is not a cursor this API issued; use `next_cursor` from a page".into(),
+    };
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let raw = std::str::from_utf8(&raw).map_err(|_| bad())?;
+    raw.strip_prefix(CURSOR_PREFIX)
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(bad)
+}
+
+#[OpenApi(tag = "ApiTags::Users")]
+impl UsersApi {
+    /// Lists users with their profiles, in ascending id order, one page at a time. Follow
+    /// `next_cursor` until it is `null`.
+    #[oai(path = "/api/users", method = "get", operation_id = "list_users")]
+    async fn list(
+        &self,
+        state: Data<&State>,
+        /// Users per page: 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page; leave out for the first page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<UserPage>, ApiError> {
+        let limit = limit.0.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+        let after = match cursor.0.as_deref() {
+            Some(cursor) => decode_cursor(cursor)?,
+            None => 0,
+        };
+        // One row more than asked tells whether there is a next page.
+        // language=PostgreSQL
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+            select_user!(),
+            " where u.id > $1 order by u.id limit $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&state.pool)
+        .await?;
+        let mut users: Vec<User> = rows.into_iter().map(User::from).collect();
+        let next_cursor = if users.len() > limit as usize {
+            users.truncate(limit as usize);
+            users.last().map(|u| encode_cursor(u.id))
+        } else {
+            None
+        };
+        Ok(Json(UserPage {
+            success: true,
+            data: users,
+            next_cursor,
+        }))
+    }
+
+    /// One user with their profile.
+    #[oai(
+        path = "/api/users/:username",
+        method = "get",
+        operation_id = "get_user"
+    )]
+    async fn get(
+        &self,
+        state: Data<&State>,
+        /// The username.
+        username: Path<String>,
+    ) -> Result<Json<UserEnvelope>, ApiError> {
+        let not_found = || ApiError::NotFound(format!("no user named `{}`", username.0));
+        // A name longer than the column cannot exist and needs no query.
+        if username.0.chars().count() > Username::MAX {
+            return Err(not_found());
+        }
+        // language=PostgreSQL
+        let row: Option<UserRow> =
+            sqlx::query_as(concat!(select_user!(), " where u.username = $1"))
+                .bind(username.0.as_str())
+                .fetch_optional(&state.pool)
+                .await?;
+        let user = row.ok_or_else(not_found)?;
+        Ok(UserEnvelope::of(user.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_rejected() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        for bad in ["", "!!", "aWQ6", &URL_SAFE_NO_PAD.encode("id:x"), "MTIz"] {
+            assert!(decode_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
+}

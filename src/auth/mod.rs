@@ -1,0 +1,9 @@
+//! Accounts' cryptography: argon2id password hashes and HS256 JSON Web Tokens.
+//!
+//! Nothing here touches the database or HTTP; the API decides what a failed check means.
+
+mod password;
+mod token;
+
+pub use password::{PasswordHasher, Verdict};
+pub use token::{Claims, Issued, JwtKeys, TokenError, WeakSecret};

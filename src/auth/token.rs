@@ -1,0 +1,255 @@
+//! HS256 JSON Web Tokens: `sub` (the user id), `iss`, `iat` and `exp`.
+//!
+//! The algorithm is pinned: a token whose header says anything else (`none`, `RS256` with
+//! the secret as a "public key", ...) is rejected before its signature is looked at.
+//!
+//! `iat` carries milliseconds (RFC 7519 allows a non-integer NumericDate). A password change
+//! revokes every token issued before it by comparing `iat` with `last_password_change`; whole
+//! seconds would let a token issued a moment before the change survive it, or reject one
+//! issued a moment after.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Environment, JwtSettings};
+
+/// Fewest bytes an HS256 secret may have in prod: the hash's output size (RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Allowed clock difference between replicas when checking `exp` and `iat`, in seconds.
+const LEEWAY_SECS: u64 = 5;
+
+/// What a token says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, as a string (RFC 7519 says `sub` is a string).
+    pub sub: String,
+    /// Who issued the token (`jwt.issuer`).
+    pub iss: String,
+    /// Issued at: seconds since the epoch, with milliseconds.
+    pub iat: f64,
+    /// Expires at: seconds since the epoch.
+    pub exp: u64,
+}
+
+impl Claims {
+    /// `iat` in milliseconds since the epoch.
+    pub fn issued_at_millis(&self) -> i64 {
+        (self.iat * 1000.0).round() as i64
+    }
+
+    /// The user id in `sub`.
+    pub fn user_id(&self) -> Result<i32, TokenError> {
+        self.sub.parse().map_err(|_| TokenError::Invalid)
+    }
+}
+
+/// A freshly issued token.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The compact JWS.
+    pub token: String,
+    /// When it stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a token was not accepted. Deliberately coarse: the client learns "log in again".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Past its `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Malformed, wrong signature, wrong algorithm, wrong issuer, missing claims, or an `iat`
+    /// in the future.
+    #[error("the token is invalid")]
+    Invalid,
+}
+
+/// The JWT secret is missing or too short for prod.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "jwt.secret is {found}: prod needs a random secret of at least {MIN_SECRET_BYTES} bytes. \
+     Generate one (e.g. `openssl rand -base64 48`) and seal it as JWT_SECRET (or set \
+     APP_JWT__SECRET)"
+)]
+pub struct WeakSecret {
+    found: String,
+}
+
+impl crate::exit::HasExitCode for WeakSecret {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        crate::exit::ExitCode::ServeStartup
+    }
+}
+
+/// Signing and verification keys with their validation rules.
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    ttl: Duration,
+    ephemeral: bool,
+}
+
+impl JwtKeys {
+    /// Keys from the configured secret. In prod the secret must exist and be at least
+    /// [`MIN_SECRET_BYTES`] long; in dev a missing one is replaced by a random one for this
+    /// process (see [`JwtKeys::is_ephemeral`]).
+    pub fn from_settings(settings: &JwtSettings, env: Environment) -> Result<JwtKeys, WeakSecret> {
+        match (&settings.secret, env) {
+            (Some(secret), Environment::Prod) if secret.expose().len() < MIN_SECRET_BYTES => {
+                Err(WeakSecret {
+                    found: format!("only {} bytes", secret.expose().len()),
+                })
+            }
+            (Some(secret), _) if !secret.expose().is_empty() => Ok(JwtKeys::new(
+                secret.expose().as_bytes(),
+                &settings.issuer,
+                settings.ttl,
+                false,
+            )),
+            (_, Environment::Prod) => Err(WeakSecret {
+                found: "not set".into(),
+            }),
+            (_, Environment::Dev) => {
+                let mut secret = zeroize::Zeroizing::new([0u8; 64]);
+                rand::rng().fill_bytes(&mut *secret);
+                Ok(JwtKeys::new(&*secret, &settings.issuer, settings.ttl, true))
+            }
+        }
+    }
+
+    fn new(secret: &[u8], issuer: &str, ttl: Duration, ephemeral: bool) -> JwtKeys {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: issuer.to_owned(),
+            ttl,
+            ephemeral,
+        }
+    }
+
+    /// Whether the secret was generated for this process (dev without a configured secret):
+    /// tokens will not survive a restart and other replicas will not accept them.
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
+    }
+
+    /// Issues a token for `user_id`, issued at `now`.
+    pub fn issue(&self, user_id: i32, now: DateTime<Utc>) -> anyhow::Result<Issued> {
+        let expires_at = now + self.ttl;
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iss: self.issuer.clone(),
+            iat: now.timestamp_millis() as f64 / 1000.0,
+            exp: expires_at.timestamp().max(0) as u64,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let expires_at = Utc
+            .timestamp_opt(claims.exp as i64, 0)
+            .single()
+            .unwrap_or(expires_at);
+        Ok(Issued { token, expires_at })
+    }
+
+    /// Checks signature, algorithm, issuer, expiry and that `iat` is not in the future.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
+        let claims = data.claims;
+        let leeway_ms = (LEEWAY_SECS * 1000) as i64;
+        if !claims.iat.is_finite() || claims.issued_at_millis() > now.timestamp_millis() + leeway_ms
+        {
+            return Err(TokenError::Invalid);
+        }
+        claims.user_id()?;
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretString;
+
+    fn settings(secret: Option<&str>) -> JwtSettings {
+        JwtSettings {
+            secret: secret.map(SecretString::from),
+            ttl: Duration::from_secs(3600),
+            issuer: "discbaboons".into(),
+        }
+    }
+
+    const STRONG: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn prod_requires_a_strong_secret_and_dev_makes_one_up() {
+        assert!(JwtKeys::from_settings(&settings(None), Environment::Prod).is_err());
+        let err = JwtKeys::from_settings(&settings(Some("short")), Environment::Prod)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("only 5 bytes") && !err.contains("short"),
+            "{err}"
+        );
+        assert!(
+            !JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Prod)
+                .unwrap()
+                .is_ephemeral()
+        );
+        assert!(
+            JwtKeys::from_settings(&settings(None), Environment::Dev)
+                .unwrap()
+                .is_ephemeral()
+        );
+    }
+
+    #[test]
+    fn round_trip_keeps_milliseconds() {
+        let keys = JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Prod).unwrap();
+        let now = Utc.timestamp_millis_opt(1_764_502_631_123).unwrap();
+        let issued = keys.issue(42, now).unwrap();
+        let claims = keys.verify(&issued.token, now).unwrap();
+        assert_eq!(claims.user_id().unwrap(), 42);
+        assert_eq!(claims.issued_at_millis(), 1_764_502_631_123);
+        let later = now + Duration::from_secs(3600 + LEEWAY_SECS + 1);
+        assert_eq!(
+            keys.verify(&issued.token, later).unwrap_err(),
+            TokenError::Expired
+        );
+    }
+
+    #[test]
+    fn other_secret_issuer_or_future_iat_is_invalid() {
+        let keys = JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Prod).unwrap();
+        let other =
+            JwtKeys::from_settings(&settings(Some(&STRONG.repeat(2))), Environment::Prod).unwrap();
+        let now = Utc::now();
+        let foreign = other.issue(1, now).unwrap().token;
+        assert_eq!(keys.verify(&foreign, now).unwrap_err(), TokenError::Invalid);
+        let future = keys.issue(1, now + Duration::from_secs(60)).unwrap().token;
+        assert_eq!(keys.verify(&future, now).unwrap_err(), TokenError::Invalid);
+        let mut s = settings(Some(STRONG));
+        s.issuer = "someone-else".into();
+        let wrong_iss = JwtKeys::from_settings(&s, Environment::Prod).unwrap();
+        let token = wrong_iss.issue(1, now).unwrap().token;
+        assert_eq!(keys.verify(&token, now).unwrap_err(), TokenError::Invalid);
+    }
+}

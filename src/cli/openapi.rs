@@ -1,0 +1,22 @@
+//! `app openapi` (hidden): prints the OpenAPI spec the binary serves, for
+//! `scripts/gen-openapi.sh` and for clients generated offline.
+
+use crate::config::Settings;
+
+/// Options of `app openapi`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// `json` or `yaml`.
+    #[arg(long, default_value = "json", value_parser = ["json", "yaml"])]
+    pub format: String,
+}
+
+/// Prints the spec to stdout.
+pub async fn run(args: Args, _settings: &Settings) -> anyhow::Result<()> {
+    let spec = match args.format.as_str() {
+        "yaml" => crate::api::spec_yaml(),
+        _ => crate::api::spec_json(),
+    };
+    print!("{spec}");
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! Swagger UI at `/docs` and the spec at `/openapi.json` and `/openapi.yaml`.
+//!
+//! The Swagger UI page embeds its JavaScript and CSS (about 1.6 MB, no CDN: it works
+//! offline) and the spec. It is built on first request, once, and then served from a
+//! `'static` string without copying.
+
+use std::sync::LazyLock;
+
+use poem::http::header;
+use poem::web::Html;
+use poem::{IntoResponse, Response, Route, get, handler};
+
+use crate::api;
+
+static SWAGGER_UI: LazyLock<String> = LazyLock::new(|| api::service().swagger_ui_html());
+static SPEC_JSON: LazyLock<String> = LazyLock::new(api::spec_json);
+static SPEC_YAML: LazyLock<String> = LazyLock::new(api::spec_yaml);
+
+#[handler]
+fn swagger_ui() -> Html<&'static str> {
+    Html(SWAGGER_UI.as_str())
+}
+
+#[handler]
+fn spec_json() -> Response {
+    SPEC_JSON
+        .as_str()
+        .with_content_type("application/json")
+        .into_response()
+}
+
+#[handler]
+fn spec_yaml() -> Response {
+    SPEC_YAML
+        .as_str()
+        .with_content_type("application/yaml")
+        .with_header(
+            header::CONTENT_DISPOSITION,
+            "inline; filename=\"openapi.yaml\"",
+        )
+        .into_response()
+}
+
+/// The documentation routes, to be merged into the main route.
+pub fn routes(route: Route) -> Route {
+    route
+        .at("/docs", get(swagger_ui))
+        .at("/docs/", get(swagger_ui))
+        .at("/openapi.json", get(spec_json))
+        .at("/openapi.yaml", get(spec_yaml))
+}

@@ -1,0 +1,297 @@
+//! The HTTP server behind `app serve`: routes, middleware, the metrics listener and the
+//! graceful shutdown Kubernetes needs.
+//!
+//! Shutdown, on SIGTERM or SIGINT: `/ready` turns 503 at once; the listener keeps serving for
+//! `http.shutdown_grace` so that Kubernetes has time to take the pod out of its endpoints
+//! (until then, new connections still arrive); then it stops accepting and in-flight
+//! requests get up to `http.shutdown_timeout` to finish.
+
+mod docs;
+pub mod metrics;
+mod middleware;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::CatchPanic;
+use poem::{EndpointExt, IntoResponse, Route};
+
+use crate::api::{self, ApiError, AppState, Readiness, State};
+use crate::auth::{JwtKeys, PasswordHasher, WeakSecret};
+use crate::config::Settings;
+use crate::exit::{ExitCode, HasExitCode};
+use crate::migrate::MigrateError;
+
+pub use metrics::Metrics;
+pub use middleware::REQUEST_ID;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind (port in use, no permission, bad address).
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// `the API` or `metrics`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The JWT secret is unusable in this environment.
+    #[error(transparent)]
+    Jwt(#[from] WeakSecret),
+    /// The database settings are invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The schema is older than this binary's migrations.
+    #[error(transparent)]
+    Schema(#[from] MigrateError),
+}
+
+impl HasExitCode for StartError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            StartError::Config(e) => e.exit_code(),
+            StartError::Schema(e) => e.exit_code(),
+            _ => ExitCode::ServeStartup,
+        }
+    }
+}
+
+/// A server with its listeners bound, ready to [`Server::run`].
+pub struct Server {
+    acceptor: TcpAcceptor,
+    metrics_acceptor: Option<TcpAcceptor>,
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    state: State,
+    metrics: Option<Arc<Metrics>>,
+    observe: middleware::Observe,
+    grace: Duration,
+    drain: Duration,
+}
+
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpAcceptor, SocketAddr), StartError> {
+    let err = |source| StartError::Bind { what, addr, source };
+    let acceptor = TcpListener::bind(addr).into_acceptor().await.map_err(err)?;
+    let local = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .unwrap_or(addr);
+    Ok((acceptor, local))
+}
+
+impl Server {
+    /// Builds the state (pool, keys) and binds the listeners. Nothing is served yet.
+    pub async fn bind(settings: &Settings) -> Result<Server, StartError> {
+        let jwt = JwtKeys::from_settings(&settings.jwt, settings.env)?;
+        if jwt.is_ephemeral() {
+            tracing::warn!(
+                "jwt.secret is not set: using a random secret for this process; tokens will not \
+                 survive a restart or work on another replica (set APP_JWT__SECRET or seal \
+                 JWT_SECRET)"
+            );
+        }
+        let pool = crate::db::pool(&settings.database)?;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hasher = PasswordHasher::new(cpus);
+        let info =
+            api::info::InfoBody::from_settings(settings).map_err(|e| match e.downcast() {
+                Ok(config) => StartError::Config(config),
+                Err(e) => StartError::Config(crate::config::ConfigError::Invalid {
+                    key: "database".into(),
+                    reason: e.to_string(),
+                }),
+            })?;
+        let state = Arc::new(AppState {
+            pool: pool.clone(),
+            jwt,
+            hasher,
+            readiness: Readiness::default(),
+            info,
+        });
+
+        let http = &settings.http;
+        let (acceptor, addr) = bind("the API", SocketAddr::new(http.host, http.port)).await?;
+        let (metrics, metrics_acceptor, metrics_addr) = if settings.metrics.enabled {
+            let m = &settings.metrics;
+            let (acceptor, addr) = bind("metrics", SocketAddr::new(m.host, m.port)).await?;
+            (
+                Some(Arc::new(Metrics::new(pool))),
+                Some(acceptor),
+                Some(addr),
+            )
+        } else {
+            (None, None, None)
+        };
+        Ok(Server {
+            acceptor,
+            metrics_acceptor,
+            addr,
+            metrics_addr,
+            observe: middleware::Observe {
+                body_limit: http.body_limit,
+                timeout: http.request_timeout,
+                log_requests: settings.log.requests,
+                metrics: metrics.clone(),
+            },
+            state,
+            metrics,
+            grace: http.shutdown_grace,
+            drain: http.shutdown_timeout,
+        })
+    }
+
+    /// The API's bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The metrics listener's bound address, when metrics are enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Refuses to go on when the schema is behind this binary. When the database cannot be
+    /// reached the check is left to `/ready` (the pool recovers by itself), with a warning.
+    pub async fn check_schema(&self, within: Duration) -> Result<(), StartError> {
+        let check = async {
+            let mut conn = self.state.pool.acquire().await?;
+            crate::migrate::schema_status(&mut conn).await
+        };
+        match tokio::time::timeout(within, check).await {
+            Ok(Ok(status)) => {
+                status.ensure_current()?;
+                self.state.readiness.set_schema_current();
+                Ok(())
+            }
+            Ok(Err(MigrateError::Database(e))) if crate::db::is_unavailable(&e) => {
+                tracing::warn!(
+                    "database unavailable at start ({e}); /ready reports 503 until it answers"
+                );
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                tracing::warn!(
+                    "database did not answer at start; /ready reports 503 until it does"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully (see the module docs).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let Server {
+            acceptor,
+            metrics_acceptor,
+            addr,
+            metrics_addr,
+            state,
+            metrics,
+            observe,
+            grace,
+            drain,
+        } = self;
+        state.hasher.warm_up();
+        let app = docs::routes(Route::new())
+            .nest("/", api::service())
+            .data(state.clone())
+            .with(CatchPanic::new().with_handler(panic_response))
+            .with(observe);
+
+        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+        let metrics_task = match (metrics, metrics_acceptor) {
+            (Some(metrics), Some(acceptor)) => {
+                let mut stopped = stopped_rx.clone();
+                Some(tokio::spawn(
+                    poem::Server::new_with_acceptor(acceptor)
+                        .name("metrics")
+                        .run_with_graceful_shutdown(
+                            metrics::routes(metrics),
+                            async move {
+                                let _ = stopped.wait_for(|s| *s).await;
+                            },
+                            Some(Duration::from_secs(1)),
+                        ),
+                ))
+            }
+            _ => None,
+        };
+        tracing::info!(
+            %addr,
+            metrics = %metrics_addr.map_or("disabled".to_owned(), |a| a.to_string()),
+            "serving; Swagger UI at /docs"
+        );
+
+        let readiness_state = state.clone();
+        let signal = async move {
+            shutdown.await;
+            readiness_state.readiness.begin_shutdown();
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "shutdown requested: /ready now answers 503; still serving during the grace period"
+            );
+            tokio::time::sleep(grace).await;
+            tracing::info!(
+                drain_timeout_ms = drain.as_millis() as u64,
+                "grace period over: no longer accepting connections, draining in-flight requests"
+            );
+        };
+        let result = poem::Server::new_with_acceptor(acceptor)
+            .name("api")
+            .run_with_graceful_shutdown(app, signal, Some(drain))
+            .await;
+
+        let _ = stopped_tx.send(true);
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.pool.close()).await;
+        tracing::info!("server stopped");
+        result
+    }
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let err = ApiError::Internal(anyhow::anyhow!("handler panicked: {message}"));
+    err.log("-", "panic");
+    poem::error::ResponseError::as_response(&err).into_response()
+}
+
+/// Resolves on the first SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM ({e}); only SIGINT will stop the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutdown signal received");
+}

@@ -1,0 +1,68 @@
+//! The OpenAPI spec and Swagger UI.
+
+use crate::helpers::spawn_app;
+
+const COMMITTED_JSON: &str = include_str!("../../openapi/openapi.json");
+const COMMITTED_YAML: &str = include_str!("../../openapi/openapi.yaml");
+
+#[test]
+fn committed_spec_matches_the_code() {
+    assert!(
+        app::api::spec_json() == COMMITTED_JSON && app::api::spec_yaml() == COMMITTED_YAML,
+        "openapi/ is out of date with the code: run scripts/gen-openapi.sh and commit the result"
+    );
+}
+
+#[tokio::test]
+async fn spec_and_swagger_ui_are_served_offline() {
+    let app = spawn_app().await;
+    let json = app
+        .read(app.client.get(format!("{}/openapi.json", app.base)))
+        .await;
+    assert_eq!(json.status, 200);
+    assert_eq!(json.text, COMMITTED_JSON);
+    let yaml = app
+        .read(app.client.get(format!("{}/openapi.yaml", app.base)))
+        .await;
+    assert_eq!(yaml.status, 200);
+    assert_eq!(yaml.text, COMMITTED_YAML);
+
+    let docs = app.read(app.client.get(format!("{}/docs", app.base))).await;
+    assert_eq!(docs.status, 200);
+    assert!(
+        docs.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        docs.text.contains("SwaggerUIBundle"),
+        "the bundle is inlined"
+    );
+    assert!(
+        docs.text.contains("/api/users/me/password"),
+        "the spec is inlined"
+    );
+    for cdn in [
+        "<script src=\"http",
+        "<link href=\"http",
+        "unpkg.com",
+        "cdn.jsdelivr",
+    ] {
+        assert!(!docs.text.contains(cdn), "Swagger UI must not load {cdn}");
+    }
+}
+
+#[test]
+fn every_operation_is_documented() {
+    let spec: serde_json::Value = serde_json::from_str(&app::api::spec_json()).unwrap();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let summary = op["summary"].as_str().unwrap_or_default();
+            assert!(!summary.is_empty(), "{method} {path} has no summary");
+        }
+    }
+    let bearer = &spec["components"]["securitySchemes"]["BearerAuth"];
+    assert_eq!(bearer["scheme"], "bearer");
+    assert_eq!(bearer["bearerFormat"], "JWT");
+}

@@ -1,0 +1,94 @@
+//! `/api/users` and `/api/users/{username}`.
+
+use std::collections::HashSet;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn lists_the_seed_users_with_their_profiles() {
+    let app = spawn_app().await;
+    let reply = app.list_users("").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["success"], true);
+    assert!(body["next_cursor"].is_null());
+    let users = body["data"].as_array().unwrap();
+    let names: Vec<&str> = users
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob", "alpha_baboon"]);
+    let alice = &users[0];
+    assert_eq!(alice["user_profiles"]["email"], "alice@example.com");
+    assert_eq!(alice["user_profiles"]["personality_type"], "Analytical");
+    assert!(alice.get("password_hash").is_none());
+}
+
+#[tokio::test]
+async fn pages_follow_the_cursor_without_repeats_or_gaps() {
+    let app = spawn_app().await;
+    for i in 0..7 {
+        let body = serde_json::json!({
+            "username": format!("pager{i}"),
+            "email": format!("pager{i}@example.com"),
+            "password": "long-enough-pw",
+        });
+        assert_eq!(app.register(body).await.status, 201);
+    }
+    let mut seen = Vec::new();
+    let mut query = "?limit=4".to_owned();
+    let mut pages = 0;
+    loop {
+        let body = app.list_users(&query).await.json();
+        let data = body["data"].as_array().unwrap();
+        assert!(data.len() <= 4);
+        seen.extend(data.iter().map(|u| u["id"].as_i64().unwrap()));
+        pages += 1;
+        match body["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=4&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "10 users in pages of 4");
+    assert_eq!(seen.len(), 10);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "ascending ids");
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 10);
+}
+
+#[tokio::test]
+async fn bad_paging_parameters_are_json_400s() {
+    let app = spawn_app().await;
+    app.list_users("?limit=0")
+        .await
+        .assert_error(400, "invalid_parameter");
+    app.list_users("?limit=501")
+        .await
+        .assert_error(400, "invalid_parameter");
+    app.list_users("?limit=ten")
+        .await
+        .assert_error(400, "invalid_parameter");
+    app.list_users("?cursor=not-a-cursor")
+        .await
+        .assert_error(400, "invalid_parameter");
+    let reply = app.list_users("?limit=500").await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn one_user_by_name_and_a_json_404() {
+    let app = spawn_app().await;
+    let reply = app.get_user("bob").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["username"], "bob");
+    assert_eq!(body["data"]["user_profiles"]["location"], "Austin, TX");
+
+    let message = app.get_user("nobody").await.assert_error(404, "not_found");
+    assert!(message.contains("nobody"), "{message}");
+    app.get_user(&"x".repeat(60))
+        .await
+        .assert_error(404, "not_found");
+}
