@@ -229,21 +229,77 @@ fn round_trip_set_verify_and_the_pod_commands_load_the_values() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("secret = \"<redacted>\""), "{stdout}");
 
-    // wait-db authenticates with the sealed password, which beats a wrong one in the env.
+    // The pod's commands authenticate with the sealed password, which beats a wrong one in
+    // the environment: wait-db, migrate, then serve, whose /api/info names what it loaded.
     let db = Cluster::shared().create_db();
     let role = format!("sealed_{}", db.name);
     let quoted = password.replace('\'', "''");
     db.psql(&format!("create role {role} login password '{quoted}'"));
-    let mut cmd = app();
-    cmd.arg("wait-db")
-        .args(["--timeout", "20s"])
-        .envs(db.app_env())
-        .env("APP_DATABASE__USER", &role)
-        .env("APP_DATABASE__PASSWORD", "not-the-password")
-        .env("APP_SEALED__FILE", &file)
-        .env("APP_SEALED__IDENTITY_DIR", &identity);
-    let out = lab.run(cmd, None);
-    assert_exit(&out, 0, &[]);
+    db.psql(&format!("alter database {} owner to {role}", db.name));
+    let port = free_port();
+    let pod = |args: &[&str]| {
+        let mut cmd = app();
+        cmd.args(args)
+            .envs(db.app_env())
+            .env("APP_DATABASE__USER", &role)
+            .env("APP_DATABASE__PASSWORD", "not-the-password")
+            .env("APP_SEALED__FILE", &file)
+            .env("APP_SEALED__IDENTITY_DIR", &identity)
+            .env("APP_HTTP__HOST", "127.0.0.1")
+            .env("APP_HTTP__PORT", port.to_string())
+            .env("APP_METRICS__ENABLED", "false");
+        cmd
+    };
+    assert_exit(
+        &lab.run(pod(&["wait-db", "--timeout", "20s"]), None),
+        0,
+        &[],
+    );
+    assert_exit(&lab.run(pod(&["migrate"]), None), 0, &[]);
+
+    let mut serve = pod(&["serve"]);
+    serve.env("LOG_LEVEL", "trace");
+    serve.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = serve.spawn().unwrap();
+    let info = get_when_up(port, "/api/info");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    lab.printed.borrow_mut().push(output_text(&out));
+    lab.printed.borrow_mut().push(info.clone());
+    for name in ["DATABASE_PASSWORD", "JWT_SECRET"] {
+        assert!(info.contains(&format!("\"{name}\"")), "{info}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from a server starting on `port`, retrying for up to 30 s.
+fn get_when_up(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let mut response = String::new();
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut response).is_ok()
+                && response.starts_with("HTTP/1.1 200")
+            {
+                return response;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
