@@ -1,0 +1,313 @@
+//! `app serve` as Kubernetes runs it: SIGTERM while a slow request is in flight, PostgreSQL
+//! going away and coming back, the refusals at start-up, and `app healthcheck`.
+
+mod support;
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Cluster, TestDb, app, output_text};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `app serve` as a child process.
+struct Served {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Served {
+    fn start(db: &TestDb<'_>, extra: &[(&str, &str)]) -> Served {
+        let port = free_port();
+        let child = app()
+            .arg("serve")
+            .envs(db.app_env())
+            .env("APP_HTTP__HOST", "127.0.0.1")
+            .env("APP_HTTP__PORT", port.to_string())
+            .env("APP_METRICS__ENABLED", "false")
+            .envs(extra.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn app serve");
+        Served {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn status(&self, client: &reqwest::Client, path: &str) -> Option<u16> {
+        client
+            .get(self.url(path))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    async fn wait_ready(&self, client: &reqwest::Client, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.status(client, "/ready").await != Some(200) {
+            assert!(Instant::now() < deadline, "not ready within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// Waits for the process to exit; returns its code and everything it printed.
+    fn finish(mut self, within: Duration) -> (Option<i32>, String) {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + within;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!("did not exit within {within:?}:\n{}", output_text(&out));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), output_text(&out))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_503_serves_the_grace_period_and_drains() {
+    let db = Cluster::shared().create_db();
+    helpers::migrate(&db);
+    let served = Served::start(
+        &db,
+        &[
+            ("APP_HTTP__SHUTDOWN_GRACE", "1500ms"),
+            ("APP_HTTP__SHUTDOWN_TIMEOUT", "10s"),
+        ],
+    );
+    let client = client();
+    served.wait_ready(&client, Duration::from_secs(20)).await;
+
+    // A slow request: the users table is locked for 3 s.
+    let locker = helpers::lock_users_for(&db, 3);
+    let slow = tokio::spawn({
+        let (client, url) = (client.clone(), served.url("/api/users"));
+        async move {
+            let resp = client
+                .get(url)
+                .send()
+                .await
+                .expect("the slow request is answered");
+            (resp.status().as_u16(), Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !slow.is_finished(),
+        "the request should be waiting for the lock"
+    );
+
+    let sigterm_at = Instant::now();
+    served.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        served.status(&client, "/ready").await,
+        Some(503),
+        "readiness drops at once"
+    );
+    assert_eq!(
+        served.status(&client, "/health").await,
+        Some(200),
+        "still serving during the grace period"
+    );
+
+    let (status, answered_at) = slow.await.unwrap();
+    assert_eq!(status, 200, "the in-flight request completes");
+    assert!(answered_at > sigterm_at + Duration::from_secs(1));
+    locker.finish();
+
+    let (code, log) = served.finish(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("/ready now answers 503"), "{log}");
+    assert!(log.contains("draining"), "{log}");
+    assert!(
+        log.contains("random secret"),
+        "dev without a JWT secret warns: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_fails_fast_and_recovers_without_a_restart() {
+    let cluster = Cluster::private();
+    let db = cluster.create_db();
+    helpers::migrate(&db);
+    let served = Served::start(
+        &db,
+        &[
+            ("APP_DATABASE__ACQUIRE_TIMEOUT", "1s"),
+            ("APP_DATABASE__CONNECT_TIMEOUT", "1s"),
+        ],
+    );
+    let client = client();
+    served.wait_ready(&client, Duration::from_secs(20)).await;
+    assert_eq!(served.status(&client, "/api/users").await, Some(200));
+
+    cluster.stop();
+    assert_eq!(
+        served.status(&client, "/health").await,
+        Some(200),
+        "liveness is independent"
+    );
+    let started = Instant::now();
+    assert_eq!(served.status(&client, "/ready").await, Some(503));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "/ready took {:?}",
+        started.elapsed()
+    );
+    for _ in 0..2 {
+        let started = Instant::now();
+        let resp = client
+            .get(served.url("/api/users/bob"))
+            .send()
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(resp.status().as_u16(), 503);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "service_unavailable", "{body}");
+        assert!(elapsed < Duration::from_millis(2500), "took {elapsed:?}");
+    }
+
+    cluster.start();
+    served.wait_ready(&client, Duration::from_secs(15)).await;
+    assert_eq!(served.status(&client, "/api/users").await, Some(200));
+    assert_eq!(served.status(&client, "/api/users/bob").await, Some(200));
+
+    served.signal(libc::SIGINT);
+    let (code, log) = served.finish(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "SIGINT stops it too: {log}");
+}
+
+#[test]
+fn refuses_to_start_on_an_outdated_schema() {
+    let db = Cluster::shared().create_db();
+    let out = app()
+        .arg("serve")
+        .envs(db.app_env())
+        .env("APP_HTTP__PORT", free_port().to_string())
+        .env("APP_METRICS__ENABLED", "false")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(13), "{text}");
+    assert!(text.contains("app migrate"), "{text}");
+}
+
+#[test]
+fn a_port_in_use_is_a_startup_failure() {
+    let db = Cluster::shared().create_db();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = app()
+        .arg("serve")
+        .envs(db.app_env())
+        .env("APP_HTTP__HOST", "127.0.0.1")
+        .env("APP_HTTP__PORT", port.to_string())
+        .env("APP_METRICS__ENABLED", "false")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(30), "{text}");
+    assert!(text.contains(&port.to_string()), "{text}");
+}
+
+#[tokio::test]
+async fn prod_refuses_a_missing_or_weak_jwt_secret() {
+    let db = Cluster::shared().create_db();
+    for secret in [None, Some("too-short-for-hs256")] {
+        let mut settings = helpers::settings_for(&db);
+        settings.env = app::config::Environment::Prod;
+        settings.jwt.secret = secret.map(app::config::SecretString::from);
+        let err = match app::server::Server::bind(&settings).await {
+            Ok(_) => panic!("prod started with secret {secret:?}"),
+            Err(err) => anyhow::Error::from(err),
+        };
+        assert_eq!(app::exit::classify(&err), app::exit::ExitCode::ServeStartup);
+        let message = format!("{err:#}");
+        assert!(message.contains("32 bytes"), "{message}");
+        assert!(
+            !message.contains("too-short"),
+            "never echo the secret: {message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_asks_the_running_server() {
+    let db = Cluster::shared().create_db();
+    helpers::migrate(&db);
+    let served = Served::start(&db, &[("APP_HTTP__SHUTDOWN_GRACE", "3s")]);
+    let client = client();
+    served.wait_ready(&client, Duration::from_secs(20)).await;
+
+    let check = |port: u16| {
+        app()
+            .arg("healthcheck")
+            .env("APP_HTTP__PORT", port.to_string())
+            .output()
+            .unwrap()
+    };
+    let out = check(served.port);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = app()
+        .args(["healthcheck", "--url", &served.url("")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let out = check(free_port());
+    assert_eq!(out.status.code(), Some(31), "{}", output_text(&out));
+
+    // Shutting down: the process still answers, but not ready is unhealthy.
+    served.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = check(served.port);
+    assert_eq!(out.status.code(), Some(31), "{}", output_text(&out));
+    assert!(output_text(&out).contains("503"), "{}", output_text(&out));
+    let (code, log) = served.finish(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{log}");
+}
