@@ -103,9 +103,10 @@ app_bin() {
 
 build_args() {
     local commit source
-    commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-    if ! git -C "$root" diff --quiet HEAD 2>/dev/null; then
-        commit="$commit-dirty"
+    if commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null); then
+        git -C "$root" diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
+    else
+        commit=unknown
     fi
     source=$(git -C "$root" remote get-url origin 2>/dev/null || true)
     printf '%s\n' --build-arg "APP_GIT_COMMIT=$commit" --build-arg "APP_SOURCE=$source"

@@ -309,6 +309,111 @@ rebuild_args() {
 }
 check "rebuild.sh arguments (staging => usage, exit 2)" rebuild_args
 
+# ---- rebuild.sh dev and prod end to end, against stubs, with the real `app seal` ------------
+# docker, kind and kubectl are stubs that log their arguments (kubectl kustomize is the real
+# one); the seal commands are the real binary's. rebuild.sh runs from a copy of deploy/, so the
+# sealed files it writes never touch the repo.
+rebuild_flows() {
+    local app real_kubectl repo stubs calls home sealed identity status out before
+    app=${APP_BIN:-${CARGO_TARGET_DIR:-target}/debug/app}
+    if [ ! -x "$app" ]; then
+        cargo build --quiet --locked --bin app || return 1
+    fi
+    app=$(cd "$(dirname "$app")" && pwd)/$(basename "$app")
+    real_kubectl=$(command -v kubectl)
+    repo="$work/repo"
+    stubs="$work/flow-stubs"
+    calls="$work/flow-calls"
+    home="$work/home"
+    mkdir -p "$repo" "$stubs" "$home"
+    cp -r deploy "$repo/deploy"
+    : >"$calls"
+    cat >"$stubs/docker" <<EOF
+#!/bin/sh
+echo "docker \$*" >>"$calls"
+EOF
+    cat >"$stubs/kind" <<EOF
+#!/bin/sh
+echo "kind \$*" >>"$calls"
+[ "\$1 \$2" = "get clusters" ] && echo discbaboons-learning
+exit 0
+EOF
+    cat >"$stubs/kubectl" <<EOF
+#!/bin/sh
+[ "\$1" = kustomize ] && exec "$real_kubectl" "\$@"
+echo "kubectl \$*" >>"$calls"
+case "\$*" in
+    "config current-context") echo do-prod ;;
+    *"create secret generic"*) echo "kind: Secret" ;;
+    *"get namespace ingress-nginx"*) exit 1 ;;
+    *"-f -"*) cat >/dev/null ;;
+esac
+exit 0
+EOF
+    chmod +x "$stubs/docker" "$stubs/kind" "$stubs/kubectl"
+    flow() {
+        status=0
+        out=$(cd "$work" && HOME="$home" XDG_CONFIG_HOME="" PATH="$stubs:$PATH" APP_BIN="$app" \
+            bash "$repo/deploy/rebuild.sh" "$@" </dev/null 2>&1) || status=$?
+    }
+    called() {
+        grep -qF -- "$1" "$calls" || { printf 'rebuild.sh never ran: %s\ncalls:\n%s\noutput:\n%s\n' "$1" "$(cat "$calls")" "$out"; return 1; }
+    }
+
+    # dev, first run: a dev identity, the sample resealed to it, the Secret, the rollout.
+    sealed="$repo/deploy/overlays/dev/secrets.sealed.yaml"
+    identity="$home/.config/discbaboons/dev.identity"
+    flow dev
+    [ "$status" -eq 0 ] || { printf 'rebuild.sh dev: exit %s\n%s\n' "$status" "$out"; return 1; }
+    [ "$(stat -c %a "$identity")" = 600 ] || { echo "dev identity missing or not 0600"; return 1; }
+    "$app" seal verify "$sealed" -i "$identity" >/dev/null 2>&1 || { echo "dev sealed file does not open with the dev identity"; return 1; }
+    [ "$("$app" seal get "$sealed" DATABASE_PASSWORD -i "$identity" 2>/dev/null)" = \
+        "$("$app" seal get "$sealed" POSTGRES_PASSWORD -i "$identity" 2>/dev/null)" ] \
+        || { echo "dev DATABASE_PASSWORD and POSTGRES_PASSWORD differ"; return 1; }
+    "$app" seal get "$sealed" JWT_SECRET -i "$identity" >/dev/null 2>&1 || { echo "dev has no JWT_SECRET"; return 1; }
+    grep -q 'context: "discbaboons/dev"' "$sealed" || { echo "dev sealed file context"; return 1; }
+    called "docker build" || return 1
+    called "-t discbaboons-app:dev" || return 1
+    called "kind load docker-image discbaboons-app:dev --name discbaboons-learning" || return 1
+    called "kubectl --context kind-discbaboons-learning -n discbaboons create secret generic app-age-identity" || return 1
+    called "kubectl --context kind-discbaboons-learning apply -k $repo/deploy/overlays/dev" || return 1
+    called "rollout status deployment/app" || return 1
+
+    # dev, second run: the sealed file opens, so it stays byte-identical.
+    before=$(sha256sum "$sealed")
+    flow dev
+    [ "$status" -eq 0 ] || { printf 'rebuild.sh dev (again): exit %s\n%s\n' "$status" "$out"; return 1; }
+    [ "$(sha256sum "$sealed")" = "$before" ] || { echo "a second dev run rewrote the sealed file"; return 1; }
+
+    # prod: the committed sample is refused before anything is built or applied.
+    : >"$calls"
+    flow prod --yes
+    if [ "$status" -ne 1 ] || ! grep -q 'committed sample' <<<"$out"; then
+        printf 'prod with the sample: exit %s\n%s\n' "$status" "$out"
+        return 1
+    fi
+    if grep -Eq '^(docker|kubectl .*apply)' "$calls"; then
+        echo "prod built or applied with the sample sealed file:"; cat "$calls"; return 1
+    fi
+
+    # prod with its own sealed file: build for amd64, push the overlay's image, apply.
+    sealed="$repo/deploy/overlays/prod/secrets.sealed.yaml"
+    rm "$sealed"
+    "$app" seal keygen -o "$home/prod.identity" >"$home/prod.recipient" 2>/dev/null
+    printf 'x\n' >"$home/value"
+    "$app" seal set "$sealed" --context discbaboons/prod -r "$(cat "$home/prod.recipient")" \
+        --from-file "DATABASE_PASSWORD=$home/value" --from-file "POSTGRES_PASSWORD=$home/value" \
+        --from-file "JWT_SECRET=$home/value" 2>/dev/null
+    : >"$calls"
+    flow prod --yes
+    [ "$status" -eq 0 ] || { printf 'rebuild.sh prod --yes: exit %s\n%s\n' "$status" "$out"; return 1; }
+    called "docker buildx build --platform linux/amd64" || return 1
+    called "-t docker.io/salokod/discbaboons-app:0.1.0 --push" || return 1
+    called "kubectl --context do-prod apply -k $repo/deploy/overlays/prod" || return 1
+    called "kubectl --context do-prod -n discbaboons rollout status deployment/app" || return 1
+}
+check "rebuild.sh dev and prod flows (stub docker/kind/kubectl, real app seal)" rebuild_flows
+
 # ---- summary -------------------------------------------------------------------------------
 printf '\ncheck-deploy summary:\n' >&2
 printf '  %s\n' "${summary[@]}" "${notes[@]}" >&2
