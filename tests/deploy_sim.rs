@@ -18,6 +18,11 @@
 //! 4. asserts the startup, readiness and liveness probe paths answer 200, and that SIGTERM
 //!    ends `serve` with exit 0 within `terminationGracePeriodSeconds`.
 //!
+//! Run as root (as CI does), each process also gets the rendered `runAsUser`/`runAsGroup`,
+//! with `fsGroup` as a supplementary group, and the volumes the ownership the kubelet gives
+//! them (group `fsGroup`, group read added to ConfigMap and Secret files): so an identity the
+//! app's uid could not read in the cluster cannot be read here either.
+//!
 //! The PostgreSQL StatefulSet's `open-secrets` init container runs too: the file it writes
 //! must be the postgres container's `POSTGRES_PASSWORD_FILE` and hold the app's password.
 //!
@@ -42,7 +47,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -340,12 +346,68 @@ impl<'a> Pod<'a> {
                 self.name
             );
         }
-        for (file, text) in files {
-            let path = dir.path().join(&file);
+        for (file, text) in &files {
+            let path = dir.path().join(file);
             std::fs::write(&path, text).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode as u32)).unwrap();
         }
+        if as_root() {
+            self.apply_fs_group(
+                dir.path(),
+                files.iter().map(|(f, _)| f),
+                volume.get("emptyDir").is_some(),
+            );
+        }
         self.volumes.insert(name, dir);
+    }
+
+    /// What the kubelet does to a volume for the pod's `fsGroup`: the group owns it, the
+    /// directory is setgid, files of read-only volumes (ConfigMap, Secret) get group read
+    /// (so a `defaultMode: 0400` file is 0440 in the pod), emptyDirs are world-writable.
+    fn apply_fs_group<'f>(
+        &self,
+        dir: &Path,
+        files: impl Iterator<Item = &'f String>,
+        empty_dir: bool,
+    ) {
+        let group = self.spec["securityContext"]["fsGroup"]
+            .as_u64()
+            .map(|g| g as u32);
+        let dir_mode = if empty_dir { 0o2777 } else { 0o2755 };
+        std::os::unix::fs::chown(dir, Some(0), group).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+        for file in files {
+            let path = dir.join(file);
+            std::os::unix::fs::chown(&path, Some(0), group).unwrap();
+            if group.is_some() {
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o440))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The uid, gid and supplementary groups the container runs with (container
+    /// securityContext over the pod's, `fsGroup` as a supplementary group).
+    fn identity_of(&self, container: &Value) -> (u32, u32, Vec<u32>) {
+        let pick = |key: &str| {
+            container["securityContext"][key]
+                .as_u64()
+                .or_else(|| self.spec["securityContext"][key].as_u64())
+                .map(|v| v as u32)
+        };
+        let uid = pick("runAsUser").unwrap_or_else(|| {
+            panic!(
+                "{}: no runAsUser (the image's numeric USER would apply)",
+                self.name
+            )
+        });
+        let gid = pick("runAsGroup").unwrap_or(uid);
+        let groups = self.spec["securityContext"]["fsGroup"]
+            .as_u64()
+            .map(|g| vec![g as u32])
+            .unwrap_or_default();
+        (uid, gid, groups)
     }
 
     fn container(&self, name: &str) -> &'a Value {
@@ -430,7 +492,27 @@ impl<'a> Pod<'a> {
                 _ => cmd.arg(arg),
             };
         }
-        cmd.env_clear().envs(env).env("HOSTNAME", "sim-pod");
+        cmd.env_clear()
+            .envs(env)
+            .env("HOSTNAME", "sim-pod")
+            .current_dir("/");
+        if as_root() {
+            // As the kubelet would: the rendered uid and gid, fsGroup as a supplementary
+            // group. All three calls in the child, before exec, in this order (std's `uid()`
+            // drops supplementary groups and cannot set them).
+            let (uid, gid, groups) = self.identity_of(container);
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd
     }
 
@@ -473,10 +555,29 @@ impl<'a> Pod<'a> {
             ["POSTGRES_PASSWORD"],
             "open-secrets must write only what postgres needs"
         );
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o400, "{} must be 0400", path.display());
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o400,
+            "{} must be 0400",
+            path.display()
+        );
+        if as_root() {
+            let (uid, _, _) = self.identity_of(postgres);
+            assert_eq!(
+                meta.uid(),
+                uid,
+                "the password file must belong to the uid postgres runs as"
+            );
+        }
         std::fs::read_to_string(&path).unwrap()
     }
+}
+
+/// Whether the simulation can run containers as their rendered uid (CI runs as root). On a
+/// developer's machine it runs them as the current user and skips the ownership checks.
+fn as_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (std::process::ExitStatus, String) {
