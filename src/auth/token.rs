@@ -222,18 +222,17 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_keeps_milliseconds() {
+    fn round_trip_keeps_milliseconds_and_expiry_is_checked() {
         let keys = JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Prod).unwrap();
-        let now = Utc.timestamp_millis_opt(1_764_502_631_123).unwrap();
+        let now = Utc::now();
         let issued = keys.issue(42, now).unwrap();
         let claims = keys.verify(&issued.token, now).unwrap();
         assert_eq!(claims.user_id().unwrap(), 42);
-        assert_eq!(claims.issued_at_millis(), 1_764_502_631_123);
-        let later = now + Duration::from_secs(3600 + LEEWAY_SECS + 1);
-        assert_eq!(
-            keys.verify(&issued.token, later).unwrap_err(),
-            TokenError::Expired
-        );
+        assert_eq!(claims.issued_at_millis(), now.timestamp_millis());
+        // `exp` is checked against the clock: a token issued two hours ago has expired.
+        let old = now - Duration::from_secs(7200);
+        let stale = keys.issue(42, old).unwrap();
+        assert_eq!(keys.verify(&stale.token, now).unwrap_err(), TokenError::Expired);
     }
 
     #[test]
