@@ -459,10 +459,10 @@ fn create_index_concurrently_completes_while_a_second_migrator_waits() {
     assert_eq!(history(&db).len(), 2);
 }
 
-#[test]
-fn lock_timeout_has_its_own_exit_code_and_names_the_holder() {
-    let db = Cluster::shared().create_db();
-    let mut holder = std::process::Command::new(support::pg::pg_bin().join("psql"))
+/// A psql session that takes Flyway's lock for the public schema and sits on it; kill it to
+/// let go.
+fn hold_lock(db: &TestDb<'_>) -> Child {
+    let holder = std::process::Command::new(support::pg::pg_bin().join("psql"))
         .args([
             "-X",
             "-q",
@@ -480,7 +480,14 @@ fn lock_timeout_has_its_own_exit_code_and_names_the_holder() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_lock_holder(&db);
+    wait_for_lock_holder(db);
+    holder
+}
+
+#[test]
+fn lock_timeout_has_its_own_exit_code_and_names_the_holder() {
+    let db = Cluster::shared().create_db();
+    let mut holder = hold_lock(&db);
 
     let started = Instant::now();
     let out = migrate(&db, &["--lock-timeout", "1s"]);
@@ -771,4 +778,17 @@ fn a_failed_concurrent_index_leaves_a_failed_row_that_blocks() {
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(14), "{text}");
     assert!(text.contains("installed_rank = 2"), "{text}");
+}
+
+#[test]
+fn an_up_to_date_schema_needs_no_lock() {
+    let db = Cluster::shared().create_db();
+    assert!(migrate(&db, &[]).status.success());
+    let mut holder = hold_lock(&db);
+    let out = migrate(&db, &["--lock-timeout", "0s"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("up to date at version 5"), "{text}");
 }

@@ -2,10 +2,11 @@
 //! moves between Flyway and `app migrate` without anything re-running, and N replicas can
 //! migrate at once.
 //!
-//! The flow of [`migrate`]: one dedicated connection takes Flyway's advisory lock (bounded
-//! polling), creates the history table if needed, re-reads the history under the lock,
-//! validates it against the files, and applies what is pending, each migration with its
-//! history row in one transaction. The lock is released on every path; if the process dies,
+//! The flow of [`migrate`]: on one dedicated connection, a lock-free read returns at once when
+//! everything is applied; otherwise it takes Flyway's advisory lock (bounded polling),
+//! creates the history table if needed, re-reads the history under the lock, validates it
+//! against the files, and applies what is pending, each migration with its history row in
+//! one transaction (or, for `concurrently` and the like, statement by statement). The lock is released on every path; if the process dies,
 //! PostgreSQL releases it with the connection.
 
 mod apply;
@@ -136,6 +137,9 @@ pub async fn migrate(
     if opts.dry_run {
         return prepare(conn, &schema, migrations, opts).await;
     }
+    if let Some(report) = up_to_date(conn, &schema, migrations, opts).await? {
+        return Ok(report);
+    }
     let key = flyway_key(&history::qualified(&schema));
     tracing::debug!(schema, key, "taking the migration lock");
     let lock = lock::Lock::acquire(conn, key, opts.lock_timeout).await?;
@@ -145,6 +149,34 @@ pub async fn migrate(
         tracing::warn!(error = %e, "could not release the migration lock explicitly");
     }
     result
+}
+
+/// The common case of every replica after the first: a lock-free read shows everything
+/// applied and valid, so there is nothing to wait for. Rows are committed together with
+/// their migration's effects, so what this read sees complete is complete. Anything else
+/// (work to do, or a problem) goes through the lock and a fresh read.
+async fn up_to_date(
+    conn: &mut PgConnection,
+    schema: &str,
+    migrations: &Migrations,
+    opts: &MigrateOptions,
+) -> Result<Option<Report>, MigrateError> {
+    if !history::exists(conn, schema).await? {
+        return Ok(None);
+    }
+    let rows = history::read(conn, schema).await?;
+    let plan = plan::plan(migrations, &rows, opts.target.as_ref());
+    if !plan.pending.is_empty() || !plan.failed.is_empty() || !plan.problems.is_empty() {
+        return Ok(None);
+    }
+    tracing::debug!(schema, "nothing pending: the migration lock is not needed");
+    Ok(Some(Report {
+        schema: schema.to_owned(),
+        created_history: false,
+        baselined: None,
+        plan: check(plan)?,
+        applied: Vec::new(),
+    }))
 }
 
 async fn migrate_locked(
