@@ -4,9 +4,12 @@
 # `serve` main container (and `seal open` beside PostgreSQL). The final stage holds nothing but
 # the static binary: no shell, no libc, no CA bundle (rustls carries webpki roots).
 #
-#   docker build --build-arg APP_GIT_COMMIT="$(git rev-parse --short=12 HEAD)" -t discbaboons-app:dev .
+#   docker build --platform linux/amd64 \
+#     --build-arg APP_GIT_COMMIT="$(git rev-parse --short=12 HEAD)" -t discbaboons-app:dev .
 #
-# `deploy/rebuild.sh dev|prod` runs this for you.
+# `deploy/rebuild.sh dev|prod` runs this for you. The binary is x86_64-unknown-linux-musl, so
+# the image is linux/amd64 only: always build with --platform linux/amd64 (on an arm64 laptop
+# Docker then runs the builder under emulation, slower but right).
 
 # ---- builder: the same static musl build as scripts/build-static.sh on a laptop or in CI ----
 # Debian 12 like the development machines, so the script behaves the same in both places.

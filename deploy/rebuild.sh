@@ -213,7 +213,9 @@ deploy_dev() {
     log "building $DEV_IMAGE"
     local args
     mapfile -t args < <(build_args)
-    docker build "${args[@]}" -t "$DEV_IMAGE" "$root"
+    # The binary is x86_64 (scripts/build-static.sh), so the image is linux/amd64 everywhere;
+    # on an arm64 laptop Docker and Kind run it under emulation (deploy/README.md).
+    DOCKER_BUILDKIT=1 docker build --platform linux/amd64 "${args[@]}" -t "$DEV_IMAGE" "$root"
     log "loading $DEV_IMAGE into Kind"
     kind load docker-image "$DEV_IMAGE" --name "$CLUSTER"
     bootstrap_dev_secrets
