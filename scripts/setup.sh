@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local run need on a fresh machine that has only Rust and
-# the OS: PostgreSQL server binaries, Debian's `age` CLI (the break-glass interop test),
+# the OS: PostgreSQL server binaries, Debian's `age` CLI (the break-glass interop test) and
+# ssh-keygen (SSH recipients in the seal tests),
 # musl tools and the Rust musl target (the static binary), and the offline manifest checkers
 # in a virtualenv at .venv. Idempotent: installs only what is missing.
 set -euo pipefail
@@ -21,6 +22,7 @@ missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "$only" = all ]; then
     command -v age >/dev/null || missing+=(age)
+    command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     command -v musl-gcc >/dev/null || missing+=(musl-tools)
     command -v readelf >/dev/null || missing+=(binutils)
 fi

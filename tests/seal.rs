@@ -708,3 +708,62 @@ fn identity_readable_by_others_is_a_warning_naming_the_file() {
         &["WARN", "key.txt", "readable by other users", "0644"],
     );
 }
+
+/// `ssh-keygen -t ed25519` into `path`, with `passphrase` (empty for none).
+fn ssh_keygen(path: &Path, passphrase: &str) {
+    let out = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-C",
+            "recovery@laptop",
+            "-N",
+            passphrase,
+            "-f",
+        ])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("ssh-keygen is needed for this test ({e}): scripts/setup.sh installs it")
+        });
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+#[test]
+fn ssh_keys_work_as_recipients_and_locked_ones_are_refused_in_the_pod() {
+    let lab = Lab::new();
+    let (_, cluster) = lab.keygen("cluster.key");
+    let ssh = lab.path("id_ed25519");
+    ssh_keygen(&ssh, "");
+    let ssh_pub = text(&lab.path("id_ed25519.pub"));
+    let jwt = lab.secret("jwt");
+    lab.new_file(
+        "s.yaml",
+        "discbaboons/prod",
+        &[&cluster, ssh_pub.trim()],
+        &[("JWT_SECRET", &jwt)],
+    );
+    let file = lab.path("s.yaml");
+    let listed = lab.seal(&["list", file.to_str().unwrap()]);
+    assert_exit(
+        &listed,
+        0,
+        &[
+            "ssh-ed25519 AAAA",
+            "# recovery@laptop",
+            "(X25519, ssh-ed25519)",
+        ],
+    );
+    assert_exit(&lab.verify(&file, &ssh), 0, &["JWT_SECRET: ok"]);
+
+    let locked = lab.path("locked");
+    std::fs::create_dir(&locked).unwrap();
+    ssh_keygen(
+        &locked.join("id_ed25519"),
+        "a passphrase nobody types in a pod",
+    );
+    std::fs::remove_file(locked.join("id_ed25519.pub")).unwrap();
+    let out = lab.config(&file, &locked, "prod");
+    assert_exit(&out, 21, &["id_ed25519", "passphrase-protected"]);
+}
