@@ -652,7 +652,15 @@ impl<'p, 'a> App<'p, 'a> {
         let pod = self.pod;
         let mut env = pod.env(container);
         let defaults = Self::defaults();
-        let default = |section: &str, key: &str| str_of_toml(&defaults[section][key]);
+        let default = |section: &str, key: &str| {
+            defaults
+                .get(section)
+                .and_then(|s| s.get(key))
+                .map(str_of_toml)
+                .unwrap_or_else(|| {
+                    panic!("neither the rendered env nor the binary's defaults set {section}.{key}")
+                })
+        };
         let effective = |env: &BTreeMap<String, String>, names: &[&str], section, key| {
             names
                 .iter()
