@@ -81,6 +81,13 @@ impl Lab {
         assert!(out.status.success(), "{}", output_text(&out));
         let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         assert!(recipient.starts_with("age1"), "{recipient}");
+        // The private key must never be printed either.
+        let private = text(&path)
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+            .unwrap()
+            .to_owned();
+        self.secrets.borrow_mut().push(private);
         (path, recipient)
     }
 
