@@ -6,7 +6,7 @@ use poem_openapi::{Object, OpenApi};
 
 use super::{ApiTags, State};
 use crate::build_info;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 
 /// The info endpoint.
 pub struct InfoApi;
@@ -41,7 +41,7 @@ pub struct InfoBody {
 
 impl InfoBody {
     /// Computes the body once, at start-up.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<InfoBody> {
+    pub fn from_settings(settings: &Settings) -> Result<InfoBody, ConfigError> {
         let target = settings.database.target()?;
         Ok(InfoBody {
             environment: settings.env.as_str().to_owned(),

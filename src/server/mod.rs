@@ -93,6 +93,17 @@ impl Server {
     /// Builds the state (pool, keys) and binds the listeners. Nothing is served yet.
     pub async fn bind(settings: &Settings) -> Result<Server, StartError> {
         let jwt = JwtKeys::from_settings(&settings.jwt, settings.env)?;
+        let weak = settings
+            .jwt
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < crate::auth::MIN_SECRET_BYTES);
+        if weak {
+            tracing::warn!(
+                "jwt.secret is shorter than {} bytes: fine for dev, refused in prod",
+                crate::auth::MIN_SECRET_BYTES
+            );
+        }
         if jwt.is_ephemeral() {
             tracing::warn!(
                 "jwt.secret is not set: using a random secret for this process; tokens will not \
@@ -103,14 +114,7 @@ impl Server {
         let pool = crate::db::pool(&settings.database)?;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasher::new(cpus);
-        let info =
-            api::info::InfoBody::from_settings(settings).map_err(|e| match e.downcast() {
-                Ok(config) => StartError::Config(config),
-                Err(e) => StartError::Config(crate::config::ConfigError::Invalid {
-                    key: "database".into(),
-                    reason: e.to_string(),
-                }),
-            })?;
+        let info = api::info::InfoBody::from_settings(settings)?;
         let state = Arc::new(AppState {
             pool: pool.clone(),
             jwt,
