@@ -234,3 +234,81 @@ fn normalize(resp: Response) -> Response {
     }
     fixed
 }
+
+#[cfg(test)]
+mod tests {
+    use poem::{EndpointExt, Route, get, handler};
+
+    use super::*;
+
+    #[handler]
+    fn boom() -> &'static str {
+        panic!("the handler fell over")
+    }
+
+    #[handler]
+    fn failing() -> poem::Result<&'static str> {
+        Err(ApiError::Internal(anyhow::anyhow!("connection string postgres://u:hunter2@db")).into())
+    }
+
+    #[handler]
+    fn plain_teapot() -> Response {
+        Response::builder()
+            .status(StatusCode::IM_A_TEAPOT)
+            .body("short and stout")
+    }
+
+    async fn call(path: &str) -> (StatusCode, serde_json::Value, Option<HeaderValue>) {
+        let app = Route::new()
+            .at("/boom", get(boom))
+            .at("/failing", get(failing))
+            .at("/teapot", get(plain_teapot))
+            .with(poem::middleware::CatchPanic::new().with_handler(super::super::panic_response))
+            .with(Observe {
+                body_limit: 16,
+                timeout: Duration::from_secs(5),
+                log_requests: false,
+                metrics: None,
+            });
+        let resp = app
+            .get_response(Request::builder().uri(path.parse().unwrap()).finish())
+            .await;
+        let status = resp.status();
+        let id = resp.headers().get(REQUEST_ID).cloned();
+        let body = resp.into_body().into_string().await.unwrap();
+        let json = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        (status, json, id)
+    }
+
+    #[tokio::test]
+    async fn panics_and_internal_errors_are_generic_json_500s() {
+        for path in ["/boom", "/failing"] {
+            let (status, body, id) = call(path).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(body["error"], "internal_error");
+            assert_eq!(body["message"], "internal error", "no details leak");
+            assert!(id.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn plain_text_errors_are_rewritten_to_the_json_shape() {
+        let (status, body, _) = call("/teapot").await;
+        assert_eq!(status, StatusCode::IM_A_TEAPOT);
+        assert_eq!(body["error"], "error");
+        let (status, body, _) = call("/missing").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "not_found");
+    }
+
+    #[test]
+    fn client_request_ids_must_be_short_and_printable() {
+        let with = |v: &str| {
+            let req = Request::builder().header(REQUEST_ID, v).finish();
+            client_id(&req)
+        };
+        assert!(with("abc-123").is_some());
+        assert!(with(&"x".repeat(129)).is_none());
+        assert!(with("has space").is_none());
+    }
+}
