@@ -397,6 +397,44 @@ mod tests {
         assert_eq!(split("select \"x").unwrap_err().line, 1);
     }
 
+    proptest::proptest! {
+        /// Statements built from tokens that may hide `;`, quotes and comment markers split
+        /// back into exactly themselves, each starting on the right line.
+        #[test]
+        fn joined_statements_split_back(
+            stmts in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        "[a-z_][a-z0-9_]{0,6}",
+                        "[0-9]{1,4}",
+                        "'([a-z ;\"$-]|'')*'",
+                        r"E'([a-z ;-]|''|\\\\|\\')*'",
+                        "\"([a-z ;'-]|\"\")*\"",
+                        "\\$\\$[a-z ;'\"\n-]*\\$\\$",
+                        "\\$fn\\$[a-z ;'\"\n-]*\\$fn\\$",
+                        "/\\*[a-z ;'\"\n]*\\*/",
+                        "[(),.=+*<>]",
+                    ],
+                    1..8,
+                ),
+                1..6,
+            )
+        ) {
+            // Each statement starts with a keyword: a leading comment is not part of it.
+            let texts: Vec<String> =
+                stmts.iter().map(|t| format!("select {}", t.join(" "))).collect();
+            let script = texts.join(";\n-- a comment; with a semicolon\n");
+            let got = split(&script).unwrap();
+            let mut line = 1;
+            proptest::prop_assert_eq!(got.len(), texts.len());
+            for (stmt, text) in got.iter().zip(&texts) {
+                proptest::prop_assert_eq!(&stmt.sql, text);
+                proptest::prop_assert_eq!(stmt.line, line);
+                line += text.matches('\n').count() + 2;
+            }
+        }
+    }
+
     #[test]
     fn line_counting_survives_multiline_literals() {
         let stmts = split("select 'a\nb\nc';\nselect $$\n\n$$;\nselect 1;").unwrap();
