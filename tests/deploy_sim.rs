@@ -13,12 +13,15 @@
 //!    identity, with the volume's `defaultMode`;
 //! 3. runs the app Deployment's init containers in order, each to exit 0, then its main
 //!    container, with the command and args as rendered (no `command` is the image's
-//!    ENTRYPOINT `/app`, this binary), against a throwaway PostgreSQL that has the rendered
-//!    user and database and the sealed password;
-//! 4. asserts the startup, readiness and liveness probe paths answer 200, and that SIGTERM
-//!    ends `serve` with exit 0 within `terminationGracePeriodSeconds`.
+//!    ENTRYPOINT, no `args` its CMD, both read from the Dockerfile: `/app` is this binary),
+//!    against a throwaway PostgreSQL that has the rendered user and database and the sealed
+//!    password;
+//! 4. asserts the startup, readiness and liveness probe paths answer 200, the Dockerfile's
+//!    HEALTHCHECK command succeeds in the same environment, and SIGTERM ends `serve` with
+//!    exit 0 within `terminationGracePeriodSeconds`.
 //!
-//! Run as root (as CI does), each process also gets the rendered `runAsUser`/`runAsGroup`,
+//! Run as root (as CI does), each process also gets the rendered `runAsUser`/`runAsGroup`
+//! (for the app, the Dockerfile's numeric USER),
 //! with `fsGroup` as a supplementary group, and the volumes the ownership the kubelet gives
 //! them (group `fsGroup`, group read added to ConfigMap and Secret files): so an identity the
 //! app's uid could not read in the cluster cannot be read here either.
@@ -403,6 +406,14 @@ impl<'a> Pod<'a> {
             )
         });
         let gid = pick("runAsGroup").unwrap_or(uid);
+        if self.name.starts_with("Deployment/") {
+            assert_eq!(
+                (uid, gid),
+                Dockerfile::read().user,
+                "{}: runAsUser/runAsGroup must be the image's USER",
+                self.name
+            );
+        }
         let groups = self.spec["securityContext"]["fsGroup"]
             .as_u64()
             .map(|g| vec![g as u32])
@@ -478,16 +489,31 @@ impl<'a> Pod<'a> {
     /// A process for the container: its command (none: the image's ENTRYPOINT, this binary)
     /// and args, paths under its mounts rewritten, and exactly `env`.
     fn command(&self, container: &Value, env: &BTreeMap<String, String>) -> Command {
-        let command: Vec<String> = seq(&container["command"]).iter().map(str_of).collect();
-        assert!(
-            command.is_empty() || command == ["/app"],
-            "{} container {}: command {command:?}; the image's ENTRYPOINT is /app",
+        let image = Dockerfile::read();
+        let mut command: Vec<String> = seq(&container["command"]).iter().map(str_of).collect();
+        if command.is_empty() {
+            command = image.entrypoint.clone();
+        }
+        assert_eq!(
+            command,
+            ["/app"],
+            "{} container {}: the image holds only /app",
             self.name,
             str_of(&container["name"])
         );
+        let mut args: Vec<String> = seq(&container["args"]).iter().map(str_of).collect();
+        if container.get("args").is_none() && container.get("command").is_none() {
+            args = image.cmd.clone();
+        }
+        self.exec(container, &args, env)
+    }
+
+    /// `/app ARGS...` inside the container: paths under its mounts rewritten, exactly `env`,
+    /// and the container's uid and groups.
+    fn exec(&self, container: &Value, args: &[String], env: &BTreeMap<String, String>) -> Command {
         let mut cmd = Command::new(APP);
-        for arg in seq(&container["args"]).iter().map(str_of) {
-            match self.rewrite_path(container, &arg) {
+        for arg in args {
+            match self.rewrite_path(container, arg) {
                 Some(path) if arg.starts_with('/') => cmd.arg(path),
                 _ => cmd.arg(arg),
             };
@@ -571,6 +597,62 @@ impl<'a> Pod<'a> {
             );
         }
         std::fs::read_to_string(&path).unwrap()
+    }
+}
+
+/// What the image contributes to a container: the Dockerfile's final stage.
+struct Dockerfile {
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    healthcheck: Vec<String>,
+    user: (u32, u32),
+}
+
+impl Dockerfile {
+    fn read() -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile");
+        let text = std::fs::read_to_string(&path).expect("read the Dockerfile");
+        // Continuation lines joined; only the last stage is the image.
+        let joined = text.replace("\\\n", " ");
+        let last_stage = joined
+            .rsplit_once("\nFROM ")
+            .map(|(_, stage)| stage)
+            .expect("a FROM line");
+        let mut image = Dockerfile {
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            healthcheck: Vec::new(),
+            user: (0, 0),
+        };
+        let exec_form = |rest: &str| -> Vec<String> {
+            serde_json::from_str(rest.trim())
+                .unwrap_or_else(|_| panic!("exec form (a JSON array) expected: {rest}"))
+        };
+        for line in last_stage.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("ENTRYPOINT ") {
+                image.entrypoint = exec_form(rest);
+            } else if let Some(rest) = line.strip_prefix("CMD ") {
+                image.cmd = exec_form(rest);
+            } else if let Some(rest) = line.strip_prefix("HEALTHCHECK ") {
+                let (_, command) = rest.split_once(" CMD ").expect("HEALTHCHECK ... CMD [...]");
+                image.healthcheck = exec_form(command);
+            } else if let Some(rest) = line.strip_prefix("USER ") {
+                let (u, g) = rest
+                    .trim()
+                    .split_once(':')
+                    .unwrap_or((rest.trim(), rest.trim()));
+                image.user = (
+                    u.parse().expect("a numeric USER"),
+                    g.parse().expect("a numeric group"),
+                );
+            }
+        }
+        assert_eq!(
+            image.healthcheck.first().map(String::as_str),
+            Some("/app"),
+            "HEALTHCHECK runs the binary"
+        );
+        image
     }
 }
 
@@ -828,6 +910,17 @@ impl<'p, 'a> App<'p, 'a> {
                 logs()
             );
         }
+
+        // The image's HEALTHCHECK (Docker, not Kubernetes) in the same environment.
+        let image = Dockerfile::read();
+        let mut check = pod.exec(main, &image.healthcheck[1..], &env);
+        let (status, output) = run_with_timeout(&mut check, Duration::from_secs(10));
+        assert!(
+            status.success(),
+            "{}: the Dockerfile's HEALTHCHECK {:?} failed on a ready server ({status}):\n{output}",
+            self.overlay,
+            image.healthcheck
+        );
 
         // Kubernetes stops a pod with SIGTERM, and SIGKILL after the grace period.
         let grace = Duration::from_secs(
