@@ -141,8 +141,10 @@ bootstrap_dev_secrets() {
     identity=${DISCBABOONS_DEV_IDENTITY:-${XDG_CONFIG_HOME:-$HOME/.config}/discbaboons/dev.identity}
     if [ ! -f "$identity" ]; then
         log "creating the dev identity $identity"
-        mkdir -p "$(dirname "$identity")"
-        chmod 700 "$(dirname "$identity")"
+        if [ ! -d "$(dirname "$identity")" ]; then
+            mkdir -p "$(dirname "$identity")"
+            chmod 700 "$(dirname "$identity")"
+        fi
         "$app" seal keygen --output "$identity" >/dev/null
     fi
     recipient=$(sed -n 's/^# public key: //p' "$identity" | head -n 1)
@@ -183,9 +185,9 @@ bootstrap_dev_secrets() {
 check_prod_secrets() {
     local app
     app=$(app_bin)
-    [ -f "$sealed" ] || die "$sealed is missing: see 'First production deployment' in deploy/README.md"
+    [ -f "$sealed" ] || die "$sealed is missing: see 'Prod: first deployment' in deploy/README.md"
     if grep -q "$SAMPLE_RECIPIENT" "$sealed"; then
-        die "$sealed is still the committed sample: seal your own values first ('First production deployment' in deploy/README.md)"
+        die "$sealed is still the committed sample: seal your own values first ('Prod: first deployment' in deploy/README.md)"
     fi
     "$app" seal list "$sealed" >/dev/null || die "$sealed cannot be read"
     apply_namespace
