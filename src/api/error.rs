@@ -254,6 +254,21 @@ enum Documented {
     Unavailable(Json<ErrorBody>),
 }
 
+/// The error statuses each operation can answer with, for the spec (see
+/// [`super::Documented`]). Every operation can also time out or fail unexpectedly.
+pub(crate) fn statuses_of(operation_id: &str) -> Option<&'static [u16]> {
+    Some(match operation_id {
+        "list_users" => &[400, 500, 503],
+        "get_user" => &[404, 500, 503],
+        "get_me" | "delete_me" => &[401, 500, 503],
+        "update_my_profile" => &[400, 401, 409, 413, 422, 500, 503],
+        "change_my_password" => &[400, 401, 403, 413, 422, 500, 503],
+        "register" => &[400, 409, 413, 422, 500, 503],
+        "login" => &[400, 401, 413, 500, 503],
+        _ => return None,
+    })
+}
+
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
         Documented::meta()

@@ -14,7 +14,12 @@ pub mod users;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use poem_openapi::{OpenApiService, Tags};
+use std::collections::HashMap;
+
+use poem::endpoint::BoxEndpoint;
+use poem::http::Method;
+use poem_openapi::registry::{MetaApi, Registry};
+use poem_openapi::{OpenApi, OpenApiService, Tags};
 use sqlx::PgPool;
 
 use crate::auth::{JwtKeys, PasswordHasher};
@@ -92,16 +97,49 @@ pub type Apis = (
     auth::AuthApi,
 );
 
+/// The APIs with each operation's error responses narrowed to those it can give.
+///
+/// Every handler fails with the one [`ApiError`], whose metadata lists every error status;
+/// this wrapper keeps, per operation, only the statuses in [`error::statuses_of`], so that
+/// Swagger UI does not promise a 409 from a GET.
+pub struct Documented<T>(pub T);
+
+impl<T: OpenApi> OpenApi for Documented<T> {
+    fn meta() -> Vec<MetaApi> {
+        let mut apis = T::meta();
+        for op in apis
+            .iter_mut()
+            .flat_map(|api| api.paths.iter_mut())
+            .flat_map(|path| path.operations.iter_mut())
+        {
+            if let Some(allowed) = op.operation_id.and_then(error::statuses_of) {
+                op.responses
+                    .responses
+                    .retain(|r| r.status.is_none_or(|s| s < 400 || allowed.contains(&s)));
+            }
+        }
+        apis
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn add_routes(self, route_table: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {
+        self.0.add_routes(route_table);
+    }
+}
+
 /// The OpenAPI service: routes plus the spec they are described by.
-pub fn service() -> OpenApiService<Apis, ()> {
+pub fn service() -> OpenApiService<Documented<Apis>, ()> {
     OpenApiService::new(
-        (
+        Documented((
             health::HealthApi,
             info::InfoApi,
             users::UsersApi,
             account::AccountApi,
             auth::AuthApi,
-        ),
+        )),
         "discbaboons API",
         build_info::VERSION,
     )
