@@ -105,7 +105,7 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         Some(Action::Info { target }) => {
-            let target = parse_target(target.as_deref())?;
+            let target = parse_target(target.or(args.target).as_deref())?;
             let plan = migrate::info(&mut conn, &migrations, target.as_ref()).await?;
             print!("{}", render_table(&plan.lines));
         }
