@@ -347,6 +347,17 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_description_is_a_problem() {
+        let m = migrations(&["V2__new_name.sql"]);
+        let mut r = row(1, "2", "SQL", Some(&m.all()[0]), true);
+        r.description = "old name".into();
+        let p = plan(&m, &[r], None);
+        assert_eq!(p.problems.len(), 1);
+        assert!(p.problems[0].contains("V2__new_name.sql: description mismatch"));
+        assert_eq!(p.lines[0].checksum_ok, Some(false));
+    }
+
+    #[test]
     fn future_rows_are_noted_not_problems_and_failed_rows_block() {
         let m = migrations(&["V2__a.sql"]);
         let history = [
