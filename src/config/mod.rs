@@ -236,6 +236,10 @@ pub const SEALED_KEYS: &[(&str, &str)] = &[
     ("JWT_SECRET", "jwt.secret"),
 ];
 
+/// Sealed keys meant for other containers of the pod (`app seal open` hands them over), so
+/// finding them in the file is expected and not worth a warning.
+pub const SEALED_FOR_OTHERS: &[&str] = &["POSTGRES_PASSWORD"];
+
 /// Decrypts the sealed file named by the preliminary settings. Supplied by the caller so
 /// that configuration does not depend on the secrets module.
 pub type SealedLoader<'a> = &'a dyn Fn(&Settings) -> anyhow::Result<SealedValues>;
@@ -285,6 +289,7 @@ pub fn load(sources: &Sources<'_>) -> anyhow::Result<Loaded> {
                     layer.insert(path.to_string(), value.clone());
                     settings.loaded_secrets.push(key.clone());
                 }
+                None if SEALED_FOR_OTHERS.contains(&key.as_str()) => {}
                 None => warnings.push(format!(
                     "sealed key {key} maps to no setting and is ignored (known: {})",
                     SEALED_KEYS
@@ -425,6 +430,7 @@ mod tests {
             let mut values = BTreeMap::new();
             values.insert("JWT_SECRET".to_string(), SecretString::from("sealed-jwt"));
             values.insert("SURPRISE".to_string(), SecretString::from("x"));
+            values.insert("POSTGRES_PASSWORD".to_string(), SecretString::from("pg"));
             Ok(SealedValues { values })
         };
         let loaded = load(&Sources {
@@ -437,6 +443,12 @@ mod tests {
         assert_eq!(s.jwt.secret.unwrap().expose(), "sealed-jwt");
         assert_eq!(s.loaded_secrets, vec!["JWT_SECRET".to_string()]);
         assert!(loaded.warnings.iter().any(|w| w.contains("SURPRISE")));
+        assert!(
+            !loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("POSTGRES_PASSWORD"))
+        );
     }
 
     #[test]

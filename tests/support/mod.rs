@@ -6,6 +6,7 @@ pub mod pg;
 
 use std::process::{Command, Output};
 
+#[allow(unused_imports)]
 pub use pg::{Cluster, TestDb};
 
 /// The `app` binary under test, with an environment cleared of anything that could steer it
