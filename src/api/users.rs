@@ -88,6 +88,7 @@ pub struct UserPage {
 /// The columns every user query selects, in the order [`UserRow`] reads them.
 macro_rules! select_user {
     () => {
+        // language=PostgreSQL
         "select u.id, u.username, u.created_at, p.user_id is not null as has_profile, \
                 p.email, p.name, p.location, p.bio, p.personality_type, \
                 p.created_at as profile_created_at, p.updated_at as profile_updated_at \
