@@ -54,6 +54,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -516,7 +517,7 @@ impl<'a> Pod<'a> {
     /// `/app ARGS...` inside the container: paths under its mounts rewritten, exactly `env`,
     /// and the container's uid and groups.
     fn exec(&self, container: &Value, args: &[String], env: &BTreeMap<String, String>) -> Command {
-        let mut cmd = Command::new(APP);
+        let mut cmd = Command::new(pod_binary());
         for arg in args {
             match self.rewrite_path(container, arg) {
                 Some(path) if arg.starts_with('/') => cmd.arg(path),
@@ -659,6 +660,37 @@ impl Dockerfile {
         );
         image
     }
+}
+
+/// The binary as the containers' uids can execute it: where cargo put it when every
+/// directory on the way lets others in (o+x), else a copy in a world-readable temporary
+/// directory, removed when the test process exits.
+fn pod_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    static COPY_DIR: OnceLock<PathBuf> = OnceLock::new();
+    extern "C" fn remove_copy() {
+        if let Some(dir) = COPY_DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    BINARY.get_or_init(|| {
+        let app = Path::new(APP);
+        let others_can_run = app
+            .ancestors()
+            .all(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0));
+        if !as_root() || others_can_run {
+            return app.to_owned();
+        }
+        let dir = std::env::temp_dir().join(format!("deploy-sim-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("app");
+        std::fs::copy(app, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        COPY_DIR.set(dir).unwrap();
+        unsafe { libc::atexit(remove_copy) };
+        copy
+    })
 }
 
 /// Whether the simulation can run containers as their rendered uid (CI runs as root). On a
