@@ -207,3 +207,32 @@ async fn protected_operations_need_a_bearer_token() {
         .await
         .assert_error(401, "unauthorized");
 }
+
+#[tokio::test]
+async fn a_user_without_a_profile_gets_one_from_a_patch_with_an_email() {
+    let app = spawn_app().await;
+    let (user, token) = app.signed_up("noprof").await;
+    app.db.psql(&format!(
+        "delete from user_profiles where user_id = (select id from users where username = '{}')",
+        user.username
+    ));
+    assert!(app.me(&token).await.json()["data"]["user_profiles"].is_null());
+
+    let message = app
+        .update_profile(&token, json!({"name": "Nope"}))
+        .await
+        .assert_error(422, "validation_failed");
+    assert!(message.starts_with("email"), "{message}");
+
+    let reply = app
+        .update_profile(
+            &token,
+            json!({"email": "fresh@example.com", "name": "Fresh"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let profile = &reply.json()["data"]["user_profiles"];
+    assert_eq!(profile["email"], "fresh@example.com");
+    assert_eq!(profile["name"], "Fresh");
+    assert!(profile["location"].is_null());
+}
