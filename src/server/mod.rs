@@ -97,7 +97,7 @@ impl Server {
             .jwt
             .secret
             .as_ref()
-            .is_some_and(|s| s.expose().len() < crate::auth::MIN_SECRET_BYTES);
+            .is_some_and(|s| (1..crate::auth::MIN_SECRET_BYTES).contains(&s.expose().len()));
         if weak {
             tracing::warn!(
                 "jwt.secret is shorter than {} bytes: fine for dev, refused in prod",
