@@ -15,9 +15,11 @@ trap 'rm -rf "$root"' EXIT
 install -m 0755 "$bin" "$root/app"
 chmod 0755 "$root"
 
+# uid 1000 as the design says; the image itself runs as 10001 (Dockerfile USER).
+uid=1000
 in_empty_root() {
     if [ "$(id -u)" -eq 0 ]; then
-        chroot --userspec=1000:1000 "$root" /app "$@"
+        chroot --userspec=$uid:$uid "$root" /app "$@"
     else
         unshare --map-root-user --root="$root" /app "$@"
     fi
@@ -30,6 +32,10 @@ case "$version" in
 esac
 # Loading the configuration must not need /etc, a home directory or any file.
 in_empty_root config >/dev/null || fail "app config failed in an empty root"
+if [ "$(id -u)" -eq 0 ]; then
+    uid=10001
+    in_empty_root --version >/dev/null || fail "app --version failed as the image's uid 10001"
+fi
 
 size=$(stat -c %s "$bin")
-echo "check-static: ok: $version; static, runs as uid 1000 in an empty root; $((size / 1024 / 1024)) MiB"
+echo "check-static: ok: $version; static, runs as uid 1000 and 10001 in an empty root; $((size / 1024 / 1024)) MiB"
