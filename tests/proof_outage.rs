@@ -1,0 +1,171 @@
+//! PostgreSQL goes away under load and comes back: `app serve` never crashes, `/ready` says
+//! 503 while it is gone, API calls fail fast with the JSON 503 (none waits longer than the
+//! pool's acquire timeout), and within 5 s of its return everything answers 200 again,
+//! without a restart.
+//!
+//! `serve_lifecycle.rs` proves the same story with single requests; this one runs it under
+//! constant concurrent load and checks every request that was sent.
+
+mod support;
+
+#[path = "proof_common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Bounds, Call, Load, Replica, describe_failures, free_port, scratch};
+use support::Cluster;
+
+/// `database.acquire_timeout` of the server under test.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the database stays down.
+const OUTAGE: Duration = Duration::from_secs(4);
+/// The promise: everything answers 200 this soon after the database is back.
+const RECOVERY: Duration = Duration::from_secs(5);
+/// Scheduling slack on two shared cores, on top of the acquire timeout.
+const SLACK: Duration = Duration::from_millis(750);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_under_load_fails_fast_with_json_503_and_recovers() {
+    let cluster = Cluster::private();
+    let db = cluster.create_db();
+    common::migrate(&db);
+    let dir = scratch("outage");
+    let mut replica = Replica::start(
+        &db,
+        free_port(),
+        &dir.join("serve.log"),
+        &[
+            ("APP_DATABASE__ACQUIRE_TIMEOUT", "1s"),
+            ("APP_DATABASE__CONNECT_TIMEOUT", "1s"),
+            ("APP_HTTP__SHUTDOWN_GRACE", "0s"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    replica.wait_ready(&client, Duration::from_secs(30)).await;
+    let (username, token) = common::sign_up(&replica.url(""), "outage").await;
+
+    let calls = vec![
+        Call::get(&format!("/api/users/{username}")),
+        Call::get("/api/users?limit=3"),
+        Call::get("/ready"),
+        Call {
+            token: Some(token),
+            ..Call::get("/api/users/me")
+        },
+        Call::get("/health"),
+    ];
+    let t0 = Instant::now();
+    let load = Load::start(
+        &replica.url(""),
+        calls,
+        Bounds {
+            workers: 8,
+            max_requests: 100_000,
+            max_time: Duration::from_secs(60),
+            pause: Duration::from_millis(5),
+        },
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let stopping = Instant::now();
+    cluster.stop();
+    let down = Instant::now();
+    tokio::time::sleep(OUTAGE).await;
+    let restarting = Instant::now();
+    cluster.start();
+    let up = Instant::now();
+    tokio::time::sleep(RECOVERY + Duration::from_secs(2)).await;
+    let samples = load.finish().await;
+
+    assert!(
+        replica.is_running(),
+        "serve died during the outage: {}",
+        replica.log_text()
+    );
+    let at = |i: Instant| i.duration_since(t0);
+    let sent = samples.len();
+    let failed_5xx = samples.iter().filter(|s| s.failed()).count();
+    println!(
+        "database outage: {sent} requests sent; database stopped at {:?}, down {:?}..{:?}, \
+         back at {:?}; {failed_5xx} answered 503 during the outage",
+        at(stopping),
+        at(down),
+        at(restarting),
+        at(up),
+    );
+
+    // No connection errors, no 500s: every failure is the JSON 503.
+    for s in samples.iter().filter(|s| s.failed()) {
+        assert_eq!(
+            s.status,
+            Some(503),
+            "{}",
+            describe_failures(std::slice::from_ref(s), t0)
+        );
+        let body: serde_json::Value = serde_json::from_str(&s.body)
+            .unwrap_or_else(|e| panic!("503 without a JSON body ({e}): {s:?}"));
+        let code = body["error"].as_str().unwrap_or_default();
+        let expected = if s.what.contains("/ready") {
+            "database_unavailable"
+        } else {
+            "service_unavailable"
+        };
+        assert_eq!(code, expected, "{s:?}");
+        assert!(body["message"].is_string(), "{s:?}");
+    }
+
+    // Fail fast: nothing waits longer than the acquire timeout.
+    let slowest = samples.iter().map(|s| s.latency).max().unwrap();
+    println!("database outage: slowest answer {slowest:?} (acquire timeout {ACQUIRE_TIMEOUT:?})");
+    for s in &samples {
+        assert!(
+            s.latency <= ACQUIRE_TIMEOUT + SLACK,
+            "waited {:?} at t={:?}: {s:?}",
+            s.latency,
+            at(s.sent)
+        );
+    }
+
+    // Liveness never depends on the database.
+    for s in samples.iter().filter(|s| s.what.ends_with("/health")) {
+        assert_eq!(s.status, Some(200), "{s:?}");
+    }
+
+    // While the database is down, readiness says so and the API is 503.
+    let during: Vec<_> = samples
+        .iter()
+        .filter(|s| s.sent > down && s.sent + s.latency < restarting)
+        .collect();
+    assert!(
+        during.iter().any(|s| s.what.ends_with("/ready")),
+        "no /ready during the outage"
+    );
+    for s in &during {
+        if !s.what.ends_with("/health") {
+            assert_eq!(s.status, Some(503), "during the outage: {s:?}");
+        }
+    }
+
+    // Within RECOVERY of its return, everything answers 200 again.
+    let last_failure = samples
+        .iter()
+        .filter(|s| s.status != Some(200))
+        .map(|s| s.sent + s.latency)
+        .max()
+        .unwrap();
+    let recovered_after = last_failure.saturating_duration_since(up);
+    println!(
+        "database outage: last non-200 answer {recovered_after:?} after the database was back"
+    );
+    assert!(
+        recovered_after < RECOVERY,
+        "still failing {recovered_after:?} after the database came back"
+    );
+    let after: Vec<_> = samples.iter().filter(|s| s.sent > up + RECOVERY).collect();
+    assert!(after.len() > 50, "too little load after recovery");
+    assert!(after.iter().all(|s| s.status == Some(200)));
+
+    replica.signal(libc::SIGTERM);
+    assert_eq!(replica.wait_exit(Duration::from_secs(20)).await, Some(0));
+}
