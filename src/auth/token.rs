@@ -232,7 +232,10 @@ mod tests {
         // `exp` is checked against the clock: a token issued two hours ago has expired.
         let old = now - Duration::from_secs(7200);
         let stale = keys.issue(42, old).unwrap();
-        assert_eq!(keys.verify(&stale.token, now).unwrap_err(), TokenError::Expired);
+        assert_eq!(
+            keys.verify(&stale.token, now).unwrap_err(),
+            TokenError::Expired
+        );
     }
 
     #[test]
