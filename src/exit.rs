@@ -12,7 +12,8 @@ use std::fmt;
 pub enum ExitCode {
     /// Success.
     Ok = 0,
-    /// An unexpected error: a bug, or an I/O error with no better classification.
+    /// An unexpected error: a bug, or an I/O error with no better classification. Also what
+    /// `app healthcheck` answers for "not ready": Docker's `HEALTHCHECK` knows only 0 and 1.
     Failure = 1,
     /// The command line is wrong (clap's own code for usage errors).
     Usage = 2,
@@ -55,8 +56,6 @@ pub enum ExitCode {
 
     /// The server could not start: port in use, weak JWT secret in prod, and the like.
     ServeStartup = 30,
-    /// `app healthcheck`: the server is not ready (or not reachable).
-    Unhealthy = 31,
 }
 
 impl ExitCode {

@@ -300,13 +300,13 @@ async fn healthcheck_asks_the_running_server() {
     assert!(out.status.success(), "{}", output_text(&out));
 
     let out = check(free_port());
-    assert_eq!(out.status.code(), Some(31), "{}", output_text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
 
     // Shutting down: the process still answers, but not ready is unhealthy.
     served.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let out = check(served.port);
-    assert_eq!(out.status.code(), Some(31), "{}", output_text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(output_text(&out).contains("503"), "{}", output_text(&out));
     let (code, log) = served.finish(Duration::from_secs(15));
     assert_eq!(code, Some(0), "{log}");

@@ -16,7 +16,8 @@ Examples:
   app healthcheck --url http://10.0.0.7:3000   another instance
   HEALTHCHECK CMD [\"/app\", \"healthcheck\"]       in a Dockerfile
 
-Exit codes: 0 ready; 31 not ready, not reachable or no answer in time.";
+Exit codes: 0 ready; 1 not ready, not reachable or no answer in time (Docker's
+HEALTHCHECK convention: 0 healthy, 1 unhealthy).";
 
 /// Options of `app healthcheck`.
 #[derive(Debug, clap::Args)]
@@ -53,14 +54,14 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         .await
         .map_err(|_| {
             coded(
-                ExitCode::Unhealthy,
+                ExitCode::Failure,
                 format!("{url}: no answer within {:?}", args.timeout),
             )
         })?
-        .map_err(|e| coded(ExitCode::Unhealthy, format!("{url}: {e:#}")))?;
+        .map_err(|e| coded(ExitCode::Failure, format!("{url}: {e:#}")))?;
     if status != 200 {
         return Err(coded(
-            ExitCode::Unhealthy,
+            ExitCode::Failure,
             format!("{url}: not ready (HTTP {status})"),
         ));
     }
