@@ -17,6 +17,15 @@ use super::value::ARMOR_BEGIN;
 /// The format version this binary reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The largest sealed file read: what one Kubernetes ConfigMap or Secret can hold. A
+/// bigger file cannot have been mounted, and reading one would only waste the pod's memory.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
+/// The deepest nesting of YAML flow collections (`[` and `{`) accepted. `app seal` writes
+/// one level; libyaml's scanner is quadratic in the depth (40 000 `[` take seconds, a
+/// ConfigMap full of them would stall the pod's start for many minutes).
+const MAX_FLOW_DEPTH: usize = 32;
+
 /// A sealed secrets file, in memory. Values stay encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedFile {
@@ -66,7 +75,25 @@ impl SealedFile {
 
     /// Reads and parses `path`.
     pub fn read(path: &Path) -> Result<Self, SealedError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SealedError::read(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| SealedError::read(path, e))?;
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(SealedError::Malformed {
+                file: path.to_owned(),
+                reason: format!(
+                    "it is {} bytes, more than the {MAX_FILE_BYTES} a Kubernetes ConfigMap or \
+                     Secret can hold",
+                    bytes.len()
+                ),
+            });
+        }
+        // Binary garbage is a malformed file (exit 20), not an I/O error (exit 1).
+        let text = String::from_utf8(bytes).map_err(|e| SealedError::Malformed {
+            file: path.to_owned(),
+            reason: format!(
+                "it is not UTF-8 text (invalid byte at offset {}): not the YAML `app seal` writes",
+                e.utf8_error().valid_up_to()
+            ),
+        })?;
         Self::parse(path, &text)
     }
 
@@ -76,6 +103,12 @@ impl SealedFile {
             file: path.to_owned(),
             reason,
         };
+        if flow_depth(text) > MAX_FLOW_DEPTH {
+            return Err(malformed(format!(
+                "it nests `[` or `{{` more than {MAX_FLOW_DEPTH} deep: not the YAML `app seal` \
+                 writes"
+            )));
+        }
         let version: VersionOnly = serde_yaml_ng::from_str(text)
             .map_err(|e| malformed(format!("not the YAML `app seal` writes: {e}")))?;
         match version.version {
@@ -233,6 +266,23 @@ fn yaml_key(key: &str) -> String {
     if plain { key.to_owned() } else { quoted(key) }
 }
 
+/// The deepest nesting of `[`/`{`, counting brackets anywhere (also in strings and
+/// comments): an over-estimate, which only errs on the side of refusing.
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn one_line(s: String) -> String {
     s.lines().collect::<Vec<_>>().join(" ")
 }
@@ -311,6 +361,37 @@ mod tests {
             let err = SealedFile::parse(Path::new("s.yaml"), junk).unwrap_err();
             assert!(matches!(err, SealedError::Malformed { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_the_yaml_parser_sees_it() {
+        let deep = format!("version: 1\ncontext: {}\n", "[".repeat(50_000));
+        let started = std::time::Instant::now();
+        let err = SealedFile::parse(Path::new("s.yaml"), &deep).unwrap_err();
+        assert!(err.to_string().contains("32 deep"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // The emitter's own `[]` and `{}` are fine.
+        let empty = SealedFile::new("ctx", vec![]).unwrap();
+        assert_eq!(
+            SealedFile::parse(Path::new("s.yaml"), &empty.to_yaml()).unwrap(),
+            empty
+        );
+    }
+
+    #[test]
+    fn binary_and_oversized_files_are_malformed() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("binary.yaml");
+        std::fs::write(&binary, b"version: 1\ncontext: \xff\xfe\n").unwrap();
+        let err = SealedFile::read(&binary).unwrap_err();
+        assert!(matches!(err, SealedError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("UTF-8"), "{err}");
+
+        let huge = dir.path().join("huge.yaml");
+        std::fs::write(&huge, vec![b'#'; MAX_FILE_BYTES + 1]).unwrap();
+        let err = SealedFile::read(&huge).unwrap_err();
+        assert!(matches!(err, SealedError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("ConfigMap"), "{err}");
     }
 
     #[test]
