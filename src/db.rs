@@ -258,9 +258,11 @@ pub async fn wait_until_ready(
     let deadline = started + policy.timeout;
     let mut backoff = policy.initial_backoff;
     let mut attempt = 0;
+    let mut previous: Option<NotReady> = None;
     loop {
         attempt += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
+        let cut_short = remaining < policy.attempt_timeout;
         let result = probe_connect(&opts, policy.attempt_timeout.min(remaining)).await;
         let reason = match result {
             Ok(conn) => {
@@ -272,6 +274,11 @@ pub async fn wait_until_ready(
                     "database ready"
                 );
                 return Ok(attempt);
+            }
+            // An attempt the deadline cut short says nothing new: keep the reason before it
+            // (a wrong password must still exit 5, not 4).
+            Err(NotReady::Timeout) if cut_short && previous.is_some() => {
+                previous.take().expect("checked")
             }
             Err(reason) => reason,
         };
@@ -296,6 +303,7 @@ pub async fn wait_until_ready(
         );
         tokio::time::sleep(pause).await;
         backoff = (backoff * 2).min(policy.max_backoff);
+        previous = Some(reason);
     }
 }
 
