@@ -273,8 +273,7 @@ impl Load {
         for task in self.tasks {
             task.await.expect("a load worker panicked");
         }
-        let samples = self.samples.lock().unwrap().clone();
-        samples
+        std::mem::take(&mut *self.samples.lock().unwrap())
     }
 }
 
