@@ -129,18 +129,24 @@ impl SealedFile {
                 .map_err(|e| malformed(e.to_string()))?;
             recipients.push(entry);
         }
-        for (key, value) in &raw.values {
+        let mut values = raw.values;
+        for (key, value) in &mut values {
             check_key_name(key).map_err(|e| malformed(e.to_string()))?;
             if !value.starts_with(ARMOR_BEGIN) {
                 return Err(malformed(format!(
                     "the value of {key} is not an ASCII-armored age file"
                 )));
             }
+            // A block at the very end of a file without a final newline reads without one;
+            // the value is the same armor (and the emitter writes it with one).
+            if !value.ends_with('\n') {
+                value.push('\n');
+            }
         }
         Ok(SealedFile {
             context: raw.context,
             recipients,
-            values: raw.values,
+            values,
         })
     }
 
@@ -249,9 +255,27 @@ pub fn check_context(context: &str) -> Result<(), SealedError> {
     }
 }
 
-/// A YAML double-quoted scalar (JSON's escaping is valid YAML).
+/// A YAML double-quoted scalar. JSON's escaping is valid YAML, but JSON leaves characters
+/// raw that YAML forbids unescaped (DEL, C1 controls, U+FFFE/U+FFFF) or reads as line breaks
+/// (NEL, U+2028, U+2029) or a byte order mark: those get `\u` escapes, so that a recipient
+/// comment with one of them still reads back.
 fn quoted(s: &str) -> String {
-    serde_json::to_string(s).expect("strings serialize")
+    let json = serde_json::to_string(s).expect("strings serialize");
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '\u{7f}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Key names are plain scalars unless YAML would read them as something other than a string.
@@ -361,6 +385,23 @@ mod tests {
             let err = SealedFile::parse(Path::new("s.yaml"), junk).unwrap_err();
             assert!(matches!(err, SealedError::Malformed { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn comments_with_characters_yaml_forbids_raw_read_back() {
+        let mut file = sample();
+        file.recipients[0].comment =
+            Some("del\u{7f} nel\u{85} ls\u{2028} bom\u{feff} \u{ffff}".into());
+        let text = file.to_yaml();
+        assert_eq!(SealedFile::parse(Path::new("s.yaml"), &text).unwrap(), file);
+    }
+
+    #[test]
+    fn a_last_block_without_a_final_newline_reads_as_written() {
+        let file = sample();
+        let text = file.to_yaml();
+        let cut = SealedFile::parse(Path::new("s.yaml"), text.trim_end()).unwrap();
+        assert_eq!(cut, file);
     }
 
     #[test]
