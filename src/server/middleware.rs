@@ -130,6 +130,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let started = Instant::now();
         let request_id = client_id(&req).unwrap_or_else(|| self.ids.next());
         let method = req.method().clone();
+        let uri = req.uri().clone();
 
         let outcome = match self.limit_body(&mut req).await {
             Err(err) => Err((err, None)),
@@ -160,6 +161,12 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         };
         let route = route.unwrap_or_else(unmatched);
         resp.headers_mut().insert(REQUEST_ID, request_id.clone());
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = allowed_methods(uri.path())
+        {
+            // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
+            resp.headers_mut().insert(header::ALLOW, allow);
+        }
 
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();
@@ -199,6 +206,44 @@ fn route_of(operation: Option<&OperationId>, pattern: Option<&PathPattern>) -> O
     operation
         .and_then(|op| TEMPLATES.get(op.0).cloned())
         .or_else(|| pattern.map(|p| p.0.clone()))
+}
+
+/// The `Allow` header for a path: the methods of the spec's operations on it (a literal
+/// segment such as `/api/users/me` wins over a `{parameter}`), or GET for the docs routes.
+fn allowed_methods(path: &str) -> Option<HeaderValue> {
+    static PATHS: LazyLock<Vec<(Vec<String>, HeaderValue)>> = LazyLock::new(|| {
+        let mut paths: Vec<(Vec<String>, HeaderValue)> = <crate::api::Apis as OpenApi>::meta()
+            .into_iter()
+            .flat_map(|api| api.paths)
+            .map(|path| {
+                let methods: Vec<String> = path
+                    .operations
+                    .iter()
+                    .map(|op| op.method.to_string())
+                    .collect();
+                let segments = path.path.split('/').map(str::to_owned).collect();
+                let allow = HeaderValue::try_from(methods.join(", ")).expect("method names");
+                (segments, allow)
+            })
+            .collect();
+        for docs in ["/docs", "/docs/", "/openapi.json", "/openapi.yaml"] {
+            let segments = docs.split('/').map(str::to_owned).collect();
+            paths.push((segments, HeaderValue::from_static("GET")));
+        }
+        // Literal templates first, so that they win over parameters.
+        paths.sort_by_key(|(segments, _)| segments.iter().filter(|s| s.starts_with('{')).count());
+        paths
+    });
+    let wanted: Vec<&str> = path.split('/').collect();
+    PATHS
+        .iter()
+        .find(|(template, _)| {
+            template.len() == wanted.len()
+                && template.iter().zip(&wanted).all(|(t, w)| {
+                    t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty())
+                })
+        })
+        .map(|(_, allow)| allow.clone())
 }
 
 fn unmatched() -> Arc<str> {
@@ -299,6 +344,17 @@ mod tests {
         let (status, body, _) = call("/missing").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], "not_found");
+    }
+
+    #[test]
+    fn method_not_allowed_names_the_methods_of_the_resource() {
+        let allow = |p: &str| allowed_methods(p).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(allow("/api/users/me").as_deref(), Some("GET, DELETE"));
+        assert_eq!(allow("/api/users/alice").as_deref(), Some("GET"));
+        assert_eq!(allow("/api/auth/login").as_deref(), Some("POST"));
+        assert_eq!(allow("/docs").as_deref(), Some("GET"));
+        assert_eq!(allow("/api/users/").as_deref(), None);
+        assert_eq!(allow("/nowhere").as_deref(), None);
     }
 
     #[test]
