@@ -4,7 +4,7 @@
 //! semaphore caps how many run at once: a burst of logins queues instead of allocating
 //! 19 MiB per request until the pod is OOM-killed.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -19,17 +19,12 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// A hash of a random password, verified against when the user does not exist (or has no
-/// usable hash) so that "no such user" costs the same time as "wrong password".
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    let mut random = [0u8; 32];
-    rand::rng().fill_bytes(&mut random);
-    hash_blocking(&hex(&random)).expect("hashing a random password succeeds")
-});
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// A hash of a random password nobody knows (thrown away after hashing), verified against
+/// when the user does not exist or has no usable hash, so that "no such user" costs the same
+/// time as "wrong password". A constant rather than computed at start-up: hashing costs tens
+/// of milliseconds and 19 MiB before the first request could be served. Its parameters must
+/// be those of [`argon2`] (a test checks).
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$JrMeNIToGcuyrRiz1yF1ww$KO0EBzUzJuNhDZ5+lvrh6czpcWbKuMSQQ7QnOvNvL0k";
 
 fn hash_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
     let mut salt = [0u8; 16];
@@ -64,11 +59,6 @@ impl PasswordHasher {
         }
     }
 
-    /// Computes the dummy hash now, so the first login for an unknown user is not the slow one.
-    pub fn warm_up(&self) {
-        LazyLock::force(&DUMMY_HASH);
-    }
-
     /// A PHC-format argon2id hash of `password` with a fresh random salt.
     pub async fn hash(&self, password: Password) -> anyhow::Result<String> {
         let _permit = self.permits.acquire().await?;
@@ -95,7 +85,7 @@ impl PasswordHasher {
                     Err(_) => Verdict::Mismatch,
                 },
                 None => {
-                    let dummy = PasswordHash::new(&DUMMY_HASH).expect("the dummy hash parses");
+                    let dummy = PasswordHash::new(DUMMY_HASH).expect("the dummy hash parses");
                     let _ = argon2().verify_password(password.as_bytes(), &dummy);
                     Verdict::Mismatch
                 }
@@ -109,6 +99,19 @@ impl PasswordHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dummy_hash_has_the_parameters_real_hashes_get() {
+        let params = argon2().params().clone();
+        let prefix = format!(
+            "$argon2id$v=19$m={},t={},p={}$",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        );
+        assert!(DUMMY_HASH.starts_with(&prefix), "{DUMMY_HASH} vs {prefix}");
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
 
     #[tokio::test]
     async fn hashes_with_owasp_parameters_and_verifies() {

@@ -211,7 +211,6 @@ impl Server {
             grace,
             drain,
         } = self;
-        state.hasher.warm_up();
         let app = docs::routes(Route::new())
             .nest("/", api::service())
             .data(state.clone())
