@@ -19,15 +19,20 @@ pub struct AccountApi;
 /// `email`, which every profile has).
 #[derive(Object)]
 pub struct ProfilePatch {
-    /// New email address; unique across users.
+    /// New email address; unique across users. `null` is the same as leaving it out.
+    #[oai(nullable, deserialize_with = "super::strict::optional")]
     pub email: Option<String>,
     /// Display name, up to 100 characters.
+    #[oai(deserialize_with = "super::strict::maybe")]
     pub name: MaybeUndefined<String>,
     /// Where the user is, up to 100 characters.
+    #[oai(deserialize_with = "super::strict::maybe")]
     pub location: MaybeUndefined<String>,
     /// Free text about the user, up to 2000 characters.
+    #[oai(deserialize_with = "super::strict::maybe")]
     pub bio: MaybeUndefined<String>,
     /// The seed's baboon personality type, up to 50 characters.
+    #[oai(deserialize_with = "super::strict::maybe")]
     pub personality_type: MaybeUndefined<String>,
 }
 
@@ -35,10 +40,10 @@ pub struct ProfilePatch {
 #[derive(Object)]
 pub struct PasswordChange {
     /// The password in use now.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "super::strict::string")]
     pub current_password: String,
     /// The new password, 8 to 128 characters.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "super::strict::string")]
     pub new_password: String,
 }
 

@@ -17,19 +17,25 @@ pub struct AuthApi;
 #[derive(Object)]
 pub struct RegisterRequest {
     /// 3 to 50 characters: ASCII letters, digits, `_`, `-`, `.`; starts with a letter or digit.
+    #[oai(deserialize_with = "super::strict::string")]
     pub username: String,
     /// Email address; unique across users.
+    #[oai(deserialize_with = "super::strict::string")]
     pub email: String,
     /// 8 to 128 characters.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "super::strict::string")]
     pub password: String,
     /// Display name, up to 100 characters.
+    #[oai(nullable, deserialize_with = "super::strict::optional")]
     pub name: Option<String>,
     /// Where the user is, up to 100 characters.
+    #[oai(nullable, deserialize_with = "super::strict::optional")]
     pub location: Option<String>,
     /// Free text about the user, up to 2000 characters.
+    #[oai(nullable, deserialize_with = "super::strict::optional")]
     pub bio: Option<String>,
     /// The seed's baboon personality type, up to 50 characters.
+    #[oai(nullable, deserialize_with = "super::strict::optional")]
     pub personality_type: Option<String>,
 }
 
@@ -37,9 +43,10 @@ pub struct RegisterRequest {
 #[derive(Object)]
 pub struct LoginRequest {
     /// Username.
+    #[oai(deserialize_with = "super::strict::string")]
     pub username: String,
     /// Password.
-    #[oai(write_only)]
+    #[oai(write_only, deserialize_with = "super::strict::string")]
     pub password: String,
 }
 
@@ -188,12 +195,17 @@ impl AuthApi {
         if password.len() > LOGIN_PASSWORD_MAX_BYTES {
             return Err(ApiError::InvalidCredentials);
         }
-        // language=PostgreSQL
-        let row: Option<(i32, String)> =
+        // PostgreSQL text cannot hold NUL (it would refuse the parameter with a 500): no such
+        // user exists, and the hash below still runs, so the answer takes the usual time.
+        let row: Option<(i32, String)> = if username.contains('\0') {
+            None
+        } else {
+            // language=PostgreSQL
             sqlx::query_as("select id, password_hash from users where username = $1")
                 .bind(&username)
                 .fetch_optional(&state.pool)
-                .await?;
+                .await?
+        };
         let (id, stored) = match row {
             Some((id, hash)) => (Some(id), Some(hash)),
             None => (None, None),

@@ -242,6 +242,9 @@ enum Documented {
     /// The body is larger than `http.body_limit` (`payload_too_large`).
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not sent as `Content-Type: application/json` (`unsupported_media_type`).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// A value breaks a rule; the message names the field (`validation_failed`).
     #[oai(status = 422)]
     Validation(Json<ErrorBody>),
@@ -261,10 +264,10 @@ pub(crate) fn statuses_of(operation_id: &str) -> Option<&'static [u16]> {
         "list_users" => &[400, 500, 503],
         "get_user" => &[404, 500, 503],
         "get_me" | "delete_me" => &[401, 500, 503],
-        "update_my_profile" => &[400, 401, 409, 413, 422, 500, 503],
-        "change_my_password" => &[400, 401, 403, 413, 422, 500, 503],
-        "register" => &[400, 409, 413, 422, 500, 503],
-        "login" => &[400, 401, 413, 500, 503],
+        "update_my_profile" => &[400, 401, 409, 413, 415, 422, 500, 503],
+        "change_my_password" => &[400, 401, 403, 413, 415, 422, 500, 503],
+        "register" => &[400, 409, 413, 415, 422, 500, 503],
+        "login" => &[400, 401, 413, 415, 500, 503],
         _ => return None,
     })
 }

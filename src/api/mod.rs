@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod info;
 pub mod security;
+mod strict;
 pub mod users;
 
 use std::sync::Arc;
@@ -123,10 +124,93 @@ impl<T: OpenApi> OpenApi for Documented<T> {
 
     fn register(registry: &mut Registry) {
         T::register(registry);
+        document_rules(registry);
     }
 
     fn add_routes(self, route_table: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {
         self.0.add_routes(route_table);
+    }
+}
+
+/// A rule the handlers check on a request field, written into its schema.
+struct Rule {
+    min_length: Option<usize>,
+    max_length: usize,
+    pattern: Option<&'static str>,
+    format: Option<&'static str>,
+}
+
+/// No control characters (`char::is_control`) except tab, CR and LF.
+const NO_CONTROL: &str = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
+
+/// Writes the rules that the handlers check (a 422 `validation_failed` naming the field) into
+/// the request schemas, so that clients, generators and API fuzzers see them. Only the spec
+/// changes: a value breaking a rule still gets that 422, not poem-openapi's generic 400 that
+/// a `validator` attribute would give. The numbers come from the domain types, so they
+/// cannot drift.
+fn document_rules(registry: &mut Registry) {
+    use crate::domain::{Bio, Email, Location, Name, Password, PersonalityType, Username};
+    use poem_openapi::registry::MetaSchemaRef;
+
+    let text = |max_length| Rule {
+        min_length: None,
+        max_length,
+        pattern: Some(NO_CONTROL),
+        format: None,
+    };
+    let username = || Rule {
+        min_length: Some(Username::MIN),
+        max_length: Username::MAX,
+        pattern: Some("^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+        format: None,
+    };
+    let email = || Rule {
+        min_length: None,
+        max_length: Email::MAX,
+        pattern: None,
+        format: Some("email"),
+    };
+    let password = || Rule {
+        min_length: Some(Password::MIN),
+        max_length: Password::MAX,
+        pattern: None,
+        format: None,
+    };
+    let rules = [
+        ("RegisterRequest", "username", username()),
+        ("RegisterRequest", "email", email()),
+        ("RegisterRequest", "password", password()),
+        ("RegisterRequest", "name", text(Name::MAX)),
+        ("RegisterRequest", "location", text(Location::MAX)),
+        ("RegisterRequest", "bio", text(Bio::MAX)),
+        (
+            "RegisterRequest",
+            "personality_type",
+            text(PersonalityType::MAX),
+        ),
+        ("ProfilePatch", "email", email()),
+        ("ProfilePatch", "name", text(Name::MAX)),
+        ("ProfilePatch", "location", text(Location::MAX)),
+        ("ProfilePatch", "bio", text(Bio::MAX)),
+        (
+            "ProfilePatch",
+            "personality_type",
+            text(PersonalityType::MAX),
+        ),
+        ("PasswordChange", "new_password", password()),
+    ];
+    for (schema, field, rule) in rules {
+        let property = registry
+            .schemas
+            .get_mut(schema)
+            .and_then(|s| s.properties.iter_mut().find(|(name, _)| *name == field));
+        let Some((_, MetaSchemaRef::Inline(property))) = property else {
+            panic!("the spec has no {schema}.{field} to document its rule on");
+        };
+        property.min_length = rule.min_length;
+        property.max_length = Some(rule.max_length);
+        property.pattern = rule.pattern.map(str::to_owned);
+        property.format = rule.format.or(property.format);
     }
 }
 

@@ -30,16 +30,22 @@ pub struct Profile {
     /// Email address, lower-cased.
     pub email: String,
     /// Display name.
+    #[oai(nullable)]
     pub name: Option<String>,
     /// Where the user is.
+    #[oai(nullable)]
     pub location: Option<String>,
     /// Free text about the user.
+    #[oai(nullable)]
     pub bio: Option<String>,
     /// The seed's baboon personality type, e.g. `Analytical`.
+    #[oai(nullable)]
     pub personality_type: Option<String>,
     /// When the profile was created (UTC).
+    #[oai(nullable)]
     pub created_at: Option<DateTime<Utc>>,
     /// When the profile last changed (UTC).
+    #[oai(nullable)]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -51,8 +57,10 @@ pub struct User {
     /// Username.
     pub username: String,
     /// When the account was created (UTC).
+    #[oai(nullable)]
     pub created_at: Option<DateTime<Utc>>,
     /// The profile, or `null` for a user without one.
+    #[oai(nullable)]
     pub user_profiles: Option<Profile>,
 }
 
@@ -82,6 +90,7 @@ pub struct UserPage {
     /// Users in ascending `id` order.
     pub data: Vec<User>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -221,8 +230,9 @@ impl UsersApi {
         username: Path<String>,
     ) -> Result<Json<UserEnvelope>, ApiError> {
         let not_found = || ApiError::NotFound(format!("no user named `{}`", username.0));
-        // A name longer than the column cannot exist and needs no query.
-        if username.0.chars().count() > Username::MAX {
+        // A name longer than the column cannot exist and needs no query; nor can one with a
+        // NUL, which PostgreSQL would refuse as a parameter (a 500).
+        if username.0.chars().count() > Username::MAX || username.0.contains('\0') {
             return Err(not_found());
         }
         // language=PostgreSQL

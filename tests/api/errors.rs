@@ -111,3 +111,27 @@ async fn request_ids_are_echoed_or_generated() {
         "errors carry it too"
     );
 }
+
+/// Found by schemathesis (scripts/proof.sh): these were a 500 (PostgreSQL refuses a NUL in a
+/// text parameter) and a `false` stored as the text `"false"`; 405 lacked `Allow`.
+#[tokio::test]
+async fn hostile_values_get_4xx_not_500_nor_coercion() {
+    let app = spawn_app().await;
+    app.login("al\u{0}ice", "whatever-password")
+        .await
+        .assert_error(401, "invalid_credentials");
+    app.get_user("al%00ice")
+        .await
+        .assert_error(404, "not_found");
+    let mut body = crate::helpers::NewUser::unique("strict").body();
+    body["personality_type"] = serde_json::json!(false);
+    app.register(body).await.assert_error(400, "invalid_json");
+    let reply = app
+        .read(
+            app.client
+                .request(reqwest::Method::PUT, format!("{}/api/users/me", app.base)),
+        )
+        .await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.headers["allow"], "GET, DELETE");
+}

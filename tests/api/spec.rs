@@ -60,9 +60,10 @@ fn every_operation_is_documented() {
         for (method, op) in ops.as_object().unwrap() {
             let summary = op["summary"].as_str().unwrap_or_default();
             assert!(!summary.is_empty(), "{method} {path} has no summary");
+            // All ten error statuses and a success would be 11.
             let statuses = op["responses"].as_object().unwrap().len();
             assert!(
-                statuses < 9,
+                statuses < 11,
                 "{method} {path} lists every error status: add it to statuses_of"
             );
         }
