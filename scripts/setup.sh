@@ -2,8 +2,9 @@
 # Installs what the tests and the local run need on a fresh machine that has only Rust and
 # the OS: PostgreSQL server binaries, Debian's `age` CLI (the break-glass interop test) and
 # ssh-keygen (SSH recipients in the seal tests),
-# musl tools and the Rust musl target (the static binary), and the offline manifest checkers
-# in a virtualenv at .venv. Idempotent: installs only what is missing.
+# musl tools and the Rust musl target (the static binary), the offline manifest checkers
+# in a virtualenv at .venv, and what the proofs need (nginx, Chromium, node, schemathesis in
+# .venv-proof, playwright-core in proof/browser). Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,14 @@ if [ "$only" = all ]; then
     command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     command -v musl-gcc >/dev/null || missing+=(musl-tools)
     command -v readelf >/dev/null || missing+=(binutils)
+    # scripts/proof.sh and tests/proof_rolling.rs: nginx in front of replicas, a real
+    # browser on Swagger UI (Debian's Chromium, never a downloaded one), curl and jq.
+    [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v jq >/dev/null || missing+=(jq)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
@@ -42,6 +51,30 @@ if command -v rustup >/dev/null; then
     for component in clippy rustfmt; do
         rustup component list --installed | grep -q "^$component" || rustup component add "$component" >&2
     done
+fi
+
+# schemathesis for scripts/proof.sh, in a virtualenv of its own: it needs a newer
+# `packaging` than checkov in .venv allows.
+if [ -f scripts/requirements-proof.txt ]; then
+    stamp=.venv-proof/.requirements-proof.sha
+    want=$(sha256sum scripts/requirements-proof.txt | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "installing schemathesis into .venv-proof"
+        python3 -m venv .venv-proof
+        .venv-proof/bin/pip install -q --disable-pip-version-check -r scripts/requirements-proof.txt
+        echo "$want" >"$stamp"
+    fi
+fi
+
+# playwright-core (no browser download: it drives /usr/bin/chromium) for proof/browser.
+if [ -f proof/browser/package-lock.json ]; then
+    stamp=proof/browser/node_modules/.package-lock.sha
+    want=$(sha256sum proof/browser/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "installing proof/browser's npm packages"
+        (cd proof/browser && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$want" >"$stamp"
+    fi
 fi
 
 if [ -f scripts/requirements-tools.txt ]; then

@@ -23,6 +23,13 @@ cargo test --locked --all-targets --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+step "proofs: schemathesis on the live API, headless Chromium on Swagger UI (scripts/proof.sh)"
+set +e
+scripts/proof.sh
+proof_status=$?
+set -e
+[ "$status" -eq 0 ] && status=$proof_status
+
 step "static binary"
 scripts/check-static.sh
 
