@@ -18,6 +18,8 @@ use support::Cluster;
 
 /// `database.acquire_timeout` of the server under test.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The readiness check's own bound.
+const READY_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long the database stays down.
 const OUTAGE: Duration = Duration::from_secs(4);
 /// The promise: everything answers 200 this soon after the database is back.
@@ -116,11 +118,28 @@ async fn database_outage_under_load_fails_fast_with_json_503_and_recovers() {
     }
 
     // Fail fast: nothing waits longer than the acquire timeout.
-    let slowest = samples.iter().map(|s| s.latency).max().unwrap();
+    let mut by_latency: Vec<_> = samples.iter().collect();
+    by_latency.sort_by_key(|s| std::cmp::Reverse(s.latency));
+    let slowest = by_latency[0].latency;
     println!("database outage: slowest answer {slowest:?} (acquire timeout {ACQUIRE_TIMEOUT:?})");
+    for s in &by_latency[..3] {
+        println!(
+            "  {} -> {:?} in {:?} at t={:?}",
+            s.what,
+            s.status,
+            s.latency,
+            at(s.sent)
+        );
+    }
     for s in &samples {
+        // `/ready` has its own bound (1.5 s, src/api/health.rs) around the whole check.
+        let limit = if s.what.ends_with("/ready") {
+            READY_TIMEOUT
+        } else {
+            ACQUIRE_TIMEOUT
+        };
         assert!(
-            s.latency <= ACQUIRE_TIMEOUT + SLACK,
+            s.latency <= limit + SLACK,
             "waited {:?} at t={:?}: {s:?}",
             s.latency,
             at(s.sent)
