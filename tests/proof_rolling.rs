@@ -39,18 +39,25 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     let nginx = Nginx::start(&dir, &ports);
     let (username, token) = common::sign_up(&nginx.base(), "rolling").await;
 
-    // Reads of every kind, an authenticated one (the replicas share the JWT secret) and
-    // failing lookups; no argon2 work, which would only measure the two cores.
+    // Reads of every kind, an authenticated one (the replicas share the JWT secret), a
+    // failing lookup and a write (PATCH is not idempotent: nginx never retries it once sent);
+    // no argon2 work, which would only measure the two cores.
     let calls = vec![
         Call::get(&format!("/api/users/{username}")),
         Call::get("/api/users?limit=5"),
         Call::get("/health"),
         Call {
-            token: Some(token),
+            token: Some(token.clone()),
             ..Call::get("/api/users/me")
         },
         Call::get("/api/info"),
         Call::get("/api/users/nobody_here"),
+        Call {
+            method: reqwest::Method::PATCH,
+            path: "/api/users/me/profile".into(),
+            token: Some(token),
+            body: Some(serde_json::json!({"bio": "rolling along"})),
+        },
     ];
     let started = Instant::now();
     let load = Load::start(
