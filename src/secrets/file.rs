@@ -188,15 +188,25 @@ impl SealedFile {
         out
     }
 
-    /// Writes the file atomically (a temporary file renamed over it).
+    /// Writes the file atomically (a temporary file renamed over it). A file over
+    /// [`MAX_FILE_BYTES`] is refused: no pod could mount or read it.
     pub fn write(&self, path: &Path) -> Result<(), SealedError> {
+        let text = self.to_yaml();
+        if text.len() > MAX_FILE_BYTES {
+            return Err(SealedError::Refused(format!(
+                "{} would be {} bytes, more than the {MAX_FILE_BYTES} a Kubernetes ConfigMap or \
+                 Secret can hold; keep large values out of the sealed file",
+                path.display(),
+                text.len()
+            )));
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let tmp: PathBuf = path.with_file_name(format!(
             ".{}.tmp-{}",
             name.unwrap_or_else(|| "sealed".into()),
             std::process::id()
         ));
-        std::fs::write(&tmp, self.to_yaml())
+        std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
@@ -427,6 +437,13 @@ mod tests {
         let err = SealedFile::read(&binary).unwrap_err();
         assert!(matches!(err, SealedError::Malformed { .. }), "{err}");
         assert!(err.to_string().contains("UTF-8"), "{err}");
+
+        let mut big = sample();
+        let armor = format!("{ARMOR_BEGIN}\n{}\n", "QUFB".repeat(MAX_FILE_BYTES / 4));
+        big.values.insert("BIG".into(), armor);
+        let err = big.write(&dir.path().join("big.yaml")).unwrap_err();
+        assert!(matches!(err, SealedError::Refused(_)), "{err}");
+        assert!(!dir.path().join("big.yaml").exists());
 
         let huge = dir.path().join("huge.yaml");
         std::fs::write(&huge, vec![b'#'; MAX_FILE_BYTES + 1]).unwrap();
