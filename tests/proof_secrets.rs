@@ -288,6 +288,21 @@ fn hostile_sealed_files_get_a_clear_error_and_never_a_panic() {
         vec![],
     ));
 
+    // A large real value: up to what a ConfigMap holds it seals and loads; beyond that,
+    // `app seal set` refuses to write a file no pod could mount.
+    let large = "x".repeat(600 * 1024);
+    let mut cmd = app();
+    cmd.args(["seal", "set", sealed.file.to_str().unwrap(), "LARGE"]);
+    let out = run(cmd, Some(&large), Duration::from_secs(60));
+    assert_clear_error("a 600 KiB value", &out, &[0], &[]);
+    let out = sealed.load_path(&sealed.file);
+    assert_clear_error("loading a 600 KiB value", &out, &[0], &["LARGE"]);
+    let mut cmd = app();
+    cmd.args(["seal", "set", sealed.file.to_str().unwrap(), "LARGER"]);
+    let out = run(cmd, Some(&"y".repeat(1024 * 1024)), Duration::from_secs(60));
+    assert_clear_error("a 1 MiB value", &out, &[26], &["ConfigMap"]);
+    assert!(!sealed.text().contains("LARGER"), "the file was written");
+
     for (name, content, codes, needles) in &cases {
         let file_name = format!("secrets-{name}.yaml");
         let started = Instant::now();
