@@ -41,7 +41,9 @@ pub fn init(level: &str, format: LogFormat, dir: Option<&Path>) -> Result<Guard,
     let (stderr, stderr_guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("log-writer")
-        .finish(std::io::stderr());
+        // The worker flushes whenever its queue runs empty, so buffering only merges the lines
+        // that queued up together into one write: one syscall per burst, not per line.
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let mut guards = vec![stderr_guard];
 
     let file = match dir {
@@ -58,7 +60,7 @@ pub fn init(level: &str, format: LogFormat, dir: Option<&Path>) -> Result<Guard,
             let (file, guard) = NonBlockingBuilder::default()
                 .lossy(false)
                 .thread_name("log-file-writer")
-                .finish(appender);
+                .finish(std::io::BufWriter::with_capacity(64 * 1024, appender));
             guards.push(guard);
             Some(file)
         }
