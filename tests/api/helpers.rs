@@ -332,20 +332,12 @@ impl Drop for Locker {
 /// Locks `users` in `db` for `seconds` from a separate session, returning once the lock is
 /// held: every query on `users` waits until then.
 pub fn lock_users_for(db: &TestDb<'_>, seconds: u32) -> Locker {
-    let child = std::process::Command::new(support::pg::pg_bin().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &db.cluster.port.to_string(),
-        ])
-        .args(["-U", support::pg::SUPERUSER, "-d", &db.name, "-c"])
+    let child = db
+        .psql_command()
+        .arg("-c")
         .arg(format!(
             "begin; lock table users in access exclusive mode; select pg_sleep({seconds}); commit;"
         ))
-        .env("PGPASSWORD", support::pg::SUPERUSER_PASSWORD)
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn psql");

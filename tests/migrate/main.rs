@@ -143,20 +143,11 @@ pub fn wait_for_lock_holder(db: &TestDb<'_>) {
 /// A psql session that takes Flyway's lock for the public schema and sits on it; kill it to
 /// let go.
 pub fn hold_lock(db: &TestDb<'_>) -> Child {
-    let holder = std::process::Command::new(support::pg::pg_bin().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &db.cluster.port.to_string(),
-        ])
-        .args(["-U", support::pg::SUPERUSER, "-d", &db.name])
+    let holder = db
+        .psql_command()
         .args(["-c", "set application_name = 'lock-hog'"])
         .args(["-c", "select pg_advisory_lock(77433833903597)"])
         .args(["-c", "select pg_sleep(120)"])
-        .env("PGPASSWORD", support::pg::SUPERUSER_PASSWORD)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -315,20 +315,9 @@ impl Cluster {
 
     /// Runs SQL as the superuser through `psql`, panicking on failure. For setup only.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(pg_bin().join("psql"))
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                SUPERUSER,
-                "-d",
-                db,
-            ])
-            .args(["-c", sql])
-            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+        let out = self
+            .psql_command(db)
+            .args(["-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("run psql");
         assert!(
@@ -337,6 +326,16 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// A quiet `psql` connected to `db` as the superuser; add `-c` arguments and run or spawn
+    /// it (for sessions that must hold a lock while a test goes on).
+    pub fn psql_command(&self, db: &str) -> Command {
+        let mut cmd = Command::new(pg_bin().join("psql"));
+        cmd.args(["-X", "-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", SUPERUSER, "-d", db])
+            .env("PGPASSWORD", SUPERUSER_PASSWORD);
+        cmd
     }
 
     /// Creates a fresh, uniquely named database, dropped again when the guard goes.
@@ -421,25 +420,23 @@ impl TestDb<'_> {
     pub fn psql(&self, sql: &str) -> String {
         self.cluster.psql(&self.name, sql)
     }
+
+    /// A quiet `psql` connected to this database (see [`Cluster::psql_command`]).
+    pub fn psql_command(&self) -> Command {
+        self.cluster.psql_command(&self.name)
+    }
 }
 
 impl Drop for TestDb<'_> {
     fn drop(&mut self) {
-        let _ = Command::new(pg_bin().join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.cluster.port.to_string(),
-            ])
-            .args(["-U", SUPERUSER, "-d", "postgres", "-c"])
+        let _ = self
+            .cluster
+            .psql_command("postgres")
+            .arg("-c")
             .arg(format!(
                 "drop database if exists {} with (force)",
                 self.name
             ))
-            .env("PGPASSWORD", SUPERUSER_PASSWORD)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
