@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::{Cluster, app, output_text};
+use support::{Cluster, app, free_port, output_text};
 
 /// A scratch directory and a record of everything the binary printed.
 struct Lab {
@@ -276,13 +276,6 @@ fn round_trip_set_verify_and_the_pod_commands_load_the_values() {
     for name in ["DATABASE_PASSWORD", "JWT_SECRET"] {
         assert!(info.contains(&format!("\"{name}\"")), "{info}");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
 }
 
 /// GET `path` from a server starting on `port`, retrying for up to 30 s.

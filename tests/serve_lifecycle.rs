@@ -11,15 +11,7 @@ use std::net::TcpListener;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, TestDb, app, output_text};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Cluster, TestDb, app, free_port, output_text};
 
 /// `app serve` as a child process.
 struct Served {

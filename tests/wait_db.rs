@@ -3,19 +3,9 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, app, output_text};
-
-/// A port with nothing listening: bind one, then let it go.
-fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Cluster, app, free_port, output_text};
 
 #[test]
 fn ready_database_exits_zero_at_once() {
@@ -31,7 +21,7 @@ fn nothing_listening_times_out_with_its_code_and_reason() {
     let out = app()
         .args(["wait-db", "--timeout", "2s"])
         .env("APP_DATABASE__HOST", "127.0.0.1")
-        .env("APP_DATABASE__PORT", dead_port().to_string())
+        .env("APP_DATABASE__PORT", free_port().to_string())
         .output()
         .unwrap();
     let elapsed = started.elapsed();
@@ -173,7 +163,7 @@ fn json_logs_are_one_object_per_line_and_also_go_to_the_log_dir() {
         .env("APP_LOG__FORMAT", "json")
         .env("APP_LOG__DIR", dir.path())
         .env("APP_DATABASE__HOST", "127.0.0.1")
-        .env("APP_DATABASE__PORT", dead_port().to_string())
+        .env("APP_DATABASE__PORT", free_port().to_string())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));

@@ -7,7 +7,7 @@ pub mod pg;
 use std::process::{Command, Output};
 
 #[allow(unused_imports)]
-pub use pg::{Cluster, TestDb};
+pub use pg::{Cluster, TestDb, free_port};
 
 /// The `app` binary under test, with an environment cleared of anything that could steer it
 /// (`APP_*`, `DATABASE_URL`, `PORT`, `LOG_LEVEL`, `PG*`), logs in plain text.

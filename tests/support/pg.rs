@@ -55,7 +55,8 @@ pub fn pg_bin() -> PathBuf {
         .1
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now (bound, read, released).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind an ephemeral port")
