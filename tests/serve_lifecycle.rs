@@ -139,10 +139,16 @@ async fn sigterm_turns_readiness_503_serves_the_grace_period_and_drains() {
         Some(503),
         "readiness drops at once"
     );
+    let health = client.get(served.url("/health")).send().await.unwrap();
     assert_eq!(
-        served.status(&client, "/health").await,
-        Some(200),
+        health.status(),
+        200,
         "still serving during the grace period"
+    );
+    assert_eq!(
+        health.headers()["connection"],
+        "close",
+        "keep-alive clients are told to reconnect (elsewhere) before the listener closes"
     );
 
     let (status, answered_at) = slow.await.unwrap();

@@ -29,6 +29,12 @@ pub struct Observe {
     pub log_requests: bool,
     /// Where request metrics go, when enabled.
     pub metrics: Option<Arc<Metrics>>,
+    /// Whose readiness tells when shutdown has begun: from then on every response carries
+    /// `Connection: close`, so that a keep-alive client (a proxy such as nginx) stops reusing
+    /// its connection after this answer. Otherwise the connection sits idle until the listener
+    /// closes it, and a request the proxy sends on it at that moment is lost: a proxy never
+    /// retries a POST or PATCH it has sent.
+    pub shutdown: Option<crate::api::State>,
 }
 
 impl<E: Endpoint> Middleware<E> for Observe {
@@ -161,6 +167,15 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         };
         let route = route.unwrap_or_else(unmatched);
         resp.headers_mut().insert(REQUEST_ID, request_id.clone());
+        if self
+            .config
+            .shutdown
+            .as_ref()
+            .is_some_and(|state| state.readiness.is_shutting_down())
+        {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED
             && let Some(allow) = allowed_methods(uri.path())
         {
@@ -314,6 +329,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 log_requests: false,
                 metrics: None,
+                shutdown: None,
             });
         let resp = app
             .get_response(Request::builder().uri(path.parse().unwrap()).finish())

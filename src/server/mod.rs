@@ -146,6 +146,7 @@ impl Server {
                 timeout: http.request_timeout,
                 log_requests: settings.log.requests,
                 metrics: metrics.clone(),
+                shutdown: Some(state.clone()),
             },
             state,
             metrics,
