@@ -66,6 +66,7 @@ async fn database_outage_under_load_fails_fast_with_json_503_and_recovers() {
             max_requests: 100_000,
             max_time: Duration::from_secs(60),
             pause: Duration::from_millis(5),
+            keep_alive: true,
         },
     );
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -21,10 +21,10 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     let db = Cluster::shared().create_db();
     common::migrate(&db);
     let dir = scratch("rolling");
-    // The grace period only matters with an endpoint controller watching /ready; nginx's
-    // passive checks learn from refused connections, so a short one keeps the test short.
+    // The grace period covers the time the endpoint update takes to reach nginx (a reload
+    // here, well under a second); Kubernetes' default here is 5 s.
     let settings = [
-        ("APP_HTTP__SHUTDOWN_GRACE", "300ms"),
+        ("APP_HTTP__SHUTDOWN_GRACE", "1s"),
         ("APP_HTTP__SHUTDOWN_TIMEOUT", "10s"),
     ];
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -36,7 +36,7 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
         replica.wait_ready(&client, Duration::from_secs(30)).await;
         replicas.push(replica);
     }
-    let nginx = Nginx::start(&dir, &ports);
+    let mut nginx = Nginx::start(&dir, &ports);
     let (username, token) = common::sign_up(&nginx.base(), "rolling").await;
 
     // Reads of every kind, an authenticated one (the replicas share the JWT secret), a
@@ -67,7 +67,12 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
             workers: 6,
             max_requests: 200_000,
             max_time: Duration::from_secs(90),
-            pause: Duration::from_millis(2),
+            pause: Duration::from_millis(4),
+            // A connection per request to nginx: our stand-in for ingress-nginx's endpoint
+            // update is a reload, whose old workers drop idle client connections (a race of
+            // the stand-in; ingress-nginx updates endpoints without reloading). nginx keeps
+            // its connections to the replicas alive, as ingress-nginx does.
+            keep_alive: false,
         },
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -75,14 +80,21 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     let mut back_at = Vec::new();
     for (i, replica) in replicas.iter_mut().enumerate() {
         let before = load.sent();
+        // What a rollout does to one pod: SIGTERM, and the endpoints controller takes the
+        // terminating pod out of the Service at once, which ingress-nginx applies, while the
+        // pod keeps serving for its grace period.
         replica.signal(libc::SIGTERM);
+        let others: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
+        nginx.set_upstreams(&others);
         let code = replica.wait_exit(Duration::from_secs(20)).await;
         assert_eq!(code, Some(0), "replica {i}: {}", replica.log_text());
         let log = dir.join(format!("replica-{i}.log"));
         *replica = Replica::start(&db, ports[i], &log, &settings);
         replica.wait_ready(&client, Duration::from_secs(30)).await;
+        // Ready: back into the endpoints.
+        nginx.set_upstreams(&ports);
         back_at.push(Instant::now());
-        // Let nginx's fail_timeout pass so the new replica takes traffic again before the
+        // Let the new replica take traffic (and any passive-check penalty expire) before the
         // next one goes.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         eprintln!(

@@ -214,6 +214,8 @@ pub struct Bounds {
     pub max_time: Duration,
     /// Pause between two requests of one worker.
     pub pause: Duration,
+    /// Reuse connections (HTTP keep-alive), or open one per request.
+    pub keep_alive: bool,
 }
 
 /// A running load generator.
@@ -230,7 +232,7 @@ impl Load {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
-            .pool_max_idle_per_host(bounds.workers)
+            .pool_max_idle_per_host(if bounds.keep_alive { bounds.workers } else { 0 })
             .build()
             .unwrap();
         let calls = Arc::new(calls);
@@ -393,6 +395,42 @@ pub struct Nginx {
     /// The port nginx listens on.
     pub port: u16,
     dir: PathBuf,
+    generation: usize,
+}
+
+/// Writes `dir/nginx.conf` for `upstreams` and checks it with `nginx -t`.
+fn write_conf(dir: &Path, port: u16, upstreams: &[u16]) {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("proof/nginx/upstream.conf.template"),
+    )
+    .expect("read proof/nginx/upstream.conf.template");
+    let servers: String = upstreams
+        .iter()
+        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
+        .collect();
+    // As root, nginx's workers switch to `nobody` unless told otherwise; they need the
+    // temp directories here.
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "user root root;"
+    } else {
+        ""
+    };
+    let conf = template
+        .replace("@USER@", user)
+        .replace("@PREFIX@", dir.to_str().unwrap())
+        .replace("@PORT@", &port.to_string())
+        .replace("@UPSTREAMS@", servers.trim_end());
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let test = Command::new(nginx_bin())
+        .arg("-t")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert!(test.status.success(), "nginx -t: {}", output_text(&test));
 }
 
 /// The nginx binary: `NGINX` or `/usr/sbin/nginx`.
@@ -411,38 +449,9 @@ pub fn nginx_bin() -> PathBuf {
 impl Nginx {
     /// Starts nginx in the foreground with its files under `dir`.
     pub fn start(dir: &Path, upstreams: &[u16]) -> Nginx {
-        let template = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("proof/nginx/upstream.conf.template"),
-        )
-        .expect("read proof/nginx/upstream.conf.template");
         let port = free_port();
-        let servers: String = upstreams
-            .iter()
-            .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
-            .collect();
-        // As root, nginx's workers switch to `nobody` unless told otherwise; they need the
-        // temp directories here.
-        let user = if unsafe { libc::geteuid() } == 0 {
-            "user root root;"
-        } else {
-            ""
-        };
-        let conf = template
-            .replace("@USER@", user)
-            .replace("@PREFIX@", dir.to_str().unwrap())
-            .replace("@PORT@", &port.to_string())
-            .replace("@UPSTREAMS@", servers.trim_end());
         let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let test = Command::new(nginx_bin())
-            .arg("-t")
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf_path)
-            .output()
-            .unwrap();
-        assert!(test.status.success(), "nginx -t: {}", output_text(&test));
+        write_conf(dir, port, upstreams);
         let child = Command::new(nginx_bin())
             .arg("-p")
             .arg(dir)
@@ -457,6 +466,7 @@ impl Nginx {
             child: Some(child),
             port,
             dir: dir.to_owned(),
+            generation: 0,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -466,6 +476,22 @@ impl Nginx {
         nginx
     }
 
+    /// Replaces the upstream servers, as ingress-nginx does when a Service's endpoints change
+    /// (a terminating pod leaves them at once, a new one joins when ready): the configuration
+    /// is rewritten and nginx reloaded (SIGHUP; old workers finish what they have in flight).
+    /// Returns once the new workers answer.
+    pub fn set_upstreams(&mut self, upstreams: &[u16]) {
+        self.generation += 1;
+        write_conf(&self.dir, self.port, upstreams);
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        // The master logs each reload it starts; new workers follow at once.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.error_log().matches("reconfiguring").count() < self.generation {
+            assert!(Instant::now() < deadline, "nginx did not reload");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     /// `http://127.0.0.1:PORT`.
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
