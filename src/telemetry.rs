@@ -5,6 +5,7 @@
 //! The writer is lossless: when its buffer is full the caller waits rather than dropping a
 //! line, and the returned [`Guard`] flushes everything when `main` drops it.
 
+use std::io::BufWriter;
 use std::path::Path;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
@@ -43,7 +44,7 @@ pub fn init(level: &str, format: LogFormat, dir: Option<&Path>) -> Result<Guard,
         .thread_name("log-writer")
         // The worker flushes whenever its queue runs empty, so buffering only merges the lines
         // that queued up together into one write: one syscall per burst, not per line.
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let mut guards = vec![stderr_guard];
 
     let file = match dir {
@@ -60,7 +61,7 @@ pub fn init(level: &str, format: LogFormat, dir: Option<&Path>) -> Result<Guard,
             let (file, guard) = NonBlockingBuilder::default()
                 .lossy(false)
                 .thread_name("log-file-writer")
-                .finish(std::io::BufWriter::with_capacity(64 * 1024, appender));
+                .finish(BufWriter::with_capacity(64 * 1024, appender));
             guards.push(guard);
             Some(file)
         }
