@@ -61,6 +61,9 @@ impl ConfigError {
                     .as_ref()
                     .or_else(|| figment.find_metadata(&key))
                     .map(|md| match &md.source {
+                        // figment shortens paths relative to the working directory; the
+                        // path as given is what the user can find.
+                        Some(figment::Source::File(path)) => path.display().to_string(),
                         Some(src) => src.to_string(),
                         None => {
                             let name =
