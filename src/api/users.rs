@@ -94,15 +94,22 @@ pub struct UserPage {
     pub next_cursor: Option<String>,
 }
 
-/// The columns every user query selects, in the order [`UserRow`] reads them.
+/// The columns every user query selects, in the order [`UserRow`] reads them; an argument
+/// adds to the join condition.
 macro_rules! select_user {
     () => {
-        // language=PostgreSQL
-        "select u.id, u.username, u.created_at, p.user_id is not null as has_profile, \
-                p.email, p.name, p.location, p.bio, p.personality_type, \
-                p.created_at as profile_created_at, p.updated_at as profile_updated_at \
-           from users u \
-           left join user_profiles p on p.user_id = u.id"
+        select_user!("")
+    };
+    ($join:literal) => {
+        concat!(
+            // language=PostgreSQL
+            "select u.id, u.username, u.created_at, p.user_id is not null as has_profile, \
+                    p.email, p.name, p.location, p.bio, p.personality_type, \
+                    p.created_at as profile_created_at, p.updated_at as profile_updated_at \
+               from users u \
+               left join user_profiles p on p.user_id = u.id",
+            $join
+        )
     };
 }
 
@@ -156,6 +163,18 @@ pub(crate) async fn by_id(
     Ok(row.map(User::from))
 }
 
+/// The page query: users after `$1` (an id), at most `$2`, with their profiles. Public so a
+/// test can EXPLAIN its generic plan.
+///
+/// `p.user_id > $1` is implied by the join, but the planner cannot see it: without it, the
+/// prepared statement's generic plan merge-joins profiles from the start of their index, and
+/// a page 900 000 users deep reads 900 000 profiles (1.5 s instead of 0.2 ms).
+pub const LIST_SQL: &str = concat!(
+    select_user!(" and p.user_id > $1"),
+    // language=PostgreSQL
+    " where u.id > $1 order by u.id limit $2"
+);
+
 const CURSOR_PREFIX: &str = "id:";
 
 fn encode_cursor(last_id: i32) -> String {
@@ -194,15 +213,11 @@ impl UsersApi {
             None => 0,
         };
         // One row more than asked tells whether there is a next page.
-        // language=PostgreSQL
-        let rows: Vec<UserRow> = sqlx::query_as(concat!(
-            select_user!(),
-            " where u.id > $1 order by u.id limit $2"
-        ))
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&state.pool)
-        .await?;
+        let rows: Vec<UserRow> = sqlx::query_as(LIST_SQL)
+            .bind(after)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&state.pool)
+            .await?;
         let mut users: Vec<User> = rows.into_iter().map(User::from).collect();
         let next_cursor = if users.len() > limit as usize {
             users.truncate(limit as usize);

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use crate::helpers::spawn_app;
+use crate::support;
 
 #[tokio::test]
 async fn lists_the_seed_users_with_their_profiles() {
@@ -91,4 +92,58 @@ async fn one_user_by_name_and_a_json_404() {
     app.get_user(&"x".repeat(60))
         .await
         .assert_error(404, "not_found");
+}
+
+#[test]
+fn a_deep_page_reads_a_page_of_profiles_not_the_table() {
+    // sqlx prepares the query, and PostgreSQL switches a prepared statement to a generic plan
+    // after a few executions. That plan once merge-joined profiles from the start of their
+    // index, so a deep page read every profile before it: what a page reads must not grow
+    // with its depth.
+    let db = support::Cluster::shared().create_db();
+    crate::helpers::migrate(&db);
+    db.psql(
+        "insert into users (username, password_hash) \
+           select 'deep' || g, '!locked' from generate_series(1, 20000) g; \
+         insert into user_profiles (user_id, email) \
+           select id, username || '@example.com' from users where username like 'deep%'; \
+         analyze",
+    );
+    let deep_id = db.psql("select id from users where username = 'deep19000'");
+    let out = db
+        .psql_command()
+        .args(["-t", "-A", "-v", "ON_ERROR_STOP=1"])
+        .args(["-c", "set plan_cache_mode = force_generic_plan"])
+        .args([
+            "-c",
+            &format!("prepare page(int, bigint) as {}", app::api::users::LIST_SQL),
+        ])
+        .args([
+            "-c",
+            &format!("explain (analyze, format json) execute page({deep_id}, 51)"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    fn profile_rows(node: &serde_json::Value) -> f64 {
+        let own = match node["Relation Name"].as_str() {
+            Some("user_profiles") => {
+                node["Actual Rows"].as_f64().unwrap() * node["Actual Loops"].as_f64().unwrap()
+            }
+            _ => 0.0,
+        };
+        own + node["Plans"]
+            .as_array()
+            .map_or(0.0, |plans| plans.iter().map(profile_rows).sum())
+    }
+    let read = profile_rows(&plan[0]["Plan"]);
+    assert!(
+        read <= 200.0,
+        "a page 19 000 users deep read {read} profiles"
+    );
 }
