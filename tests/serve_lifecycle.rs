@@ -309,3 +309,37 @@ async fn healthcheck_asks_the_running_server() {
     let (code, log) = served.finish(Duration::from_secs(15));
     assert_eq!(code, Some(0), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_probes_stay_out_of_the_request_log_unless_asked() {
+    let db = Cluster::shared().create_db();
+    helpers::migrate(&db);
+    let client = client();
+    for (probes, expect_probe_lines) in [("false", false), ("true", true)] {
+        let served = Served::start(&db, &[("APP_LOG__PROBES", probes)]);
+        served.wait_ready(&client, Duration::from_secs(20)).await;
+        for path in ["/health", "/ready", "/api/info", "/api/users/nobody"] {
+            served.status(&client, path).await.unwrap();
+        }
+        served.signal(libc::SIGINT);
+        let (code, text) = served.finish(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "{text}");
+        let requests: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("app::http") && l.contains("request"))
+            .collect();
+        let logged = |route: &str| requests.iter().any(|l| l.contains(&format!("\"{route}\"")));
+        assert!(logged("/api/info"), "{text}");
+        assert!(logged("/api/users/{username}"), "a 404 is logged: {text}");
+        assert_eq!(
+            logged("/health"),
+            expect_probe_lines,
+            "probes={probes}: {text}"
+        );
+        assert_eq!(
+            logged("/ready"),
+            expect_probe_lines,
+            "probes={probes}: {text}"
+        );
+    }
+}

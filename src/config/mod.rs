@@ -116,6 +116,10 @@ pub struct LogSettings {
     pub dir: Option<PathBuf>,
     /// Log one line per HTTP request.
     pub requests: bool,
+    /// Also log successful probe requests (`/health`, `/ready`). Off by default: Kubernetes
+    /// asks every few seconds, and those lines would drown the rest. Failed probes are
+    /// always logged.
+    pub probes: bool,
 }
 
 impl LogSettings {
@@ -195,6 +199,7 @@ impl Default for Settings {
                 format: None,
                 dir: None,
                 requests: true,
+                probes: false,
             },
             database: DatabaseSettings::default(),
             jwt: JwtSettings {

@@ -27,6 +27,8 @@ pub struct Observe {
     pub timeout: Duration,
     /// Write one log line per request.
     pub log_requests: bool,
+    /// Also for successful probes (`/health`, `/ready`); failed ones are always logged.
+    pub log_probes: bool,
     /// Where request metrics go, when enabled.
     pub metrics: Option<Arc<Metrics>>,
     /// Whose readiness tells when shutdown has begun: from then on every response carries
@@ -188,7 +190,9 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         if let Some(metrics) = &self.config.metrics {
             metrics.observe(&method, route.clone(), status, elapsed.as_secs_f64());
         }
-        if self.config.log_requests {
+        let quiet_probe =
+            !self.config.log_probes && status < 400 && matches!(&*route, "/health" | "/ready");
+        if self.config.log_requests && !quiet_probe {
             tracing::info!(
                 target: "app::http",
                 method = %method,
@@ -328,6 +332,7 @@ mod tests {
                 body_limit: 16,
                 timeout: Duration::from_secs(5),
                 log_requests: false,
+                log_probes: false,
                 metrics: None,
                 shutdown: None,
             });

@@ -145,6 +145,7 @@ impl Server {
                 body_limit: http.body_limit,
                 timeout: http.request_timeout,
                 log_requests: settings.log.requests,
+                log_probes: settings.log.probes,
                 metrics: metrics.clone(),
                 shutdown: Some(state.clone()),
             },
