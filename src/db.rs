@@ -37,10 +37,7 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgConnection
     match probe_connect(&opts, settings.connect_timeout).await {
         Ok(conn) => Ok(conn),
         Err(reason) => Err(WaitError::Unreachable {
-            target: format!(
-                "{}@{}:{}/{}",
-                target.user, target.host, target.port, target.name
-            ),
+            target: target.to_string(),
             reason,
         }
         .into()),
@@ -249,11 +246,7 @@ pub async fn wait_until_ready(
     policy: WaitPolicy,
 ) -> anyhow::Result<u32> {
     let opts = settings.connect_options()?;
-    let target = settings.target()?;
-    let target = format!(
-        "{}@{}:{}/{}",
-        target.user, target.host, target.port, target.name
-    );
+    let target = settings.target()?.to_string();
     let started = Instant::now();
     let deadline = started + policy.timeout;
     let mut backoff = policy.initial_backoff;

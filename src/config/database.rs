@@ -135,6 +135,13 @@ pub struct Target {
     pub name: String,
 }
 
+/// `user@host:port/name`: how logs and errors name the database (never the password).
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}/{}", self.user, self.host, self.port, self.name)
+    }
+}
+
 impl DatabaseSettings {
     /// Connect options with every field set from these settings (see the module docs).
     pub fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
