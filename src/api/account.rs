@@ -5,14 +5,16 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::auth::{TokenBody, conflict_or, now_millis, optional};
+use super::bodies::{TokenBody, User, UserEnvelope};
+use super::input::{optional, patch};
+use super::queries::{UserRow, user_columns};
 use super::security::{BearerAuth, authenticate};
-use super::users::{User, UserEnvelope, UserRow};
 use super::{ApiError, ApiTags, State};
-use crate::auth::Verdict;
+use crate::auth::{Verdict, now_millis};
 use crate::domain::{Bio, Email, Invalid, Location, Name, Password, PersonalityType};
 
 /// Operations on the caller's own account.
+#[derive(Default)]
 pub struct AccountApi;
 
 /// Changes to the profile. A field left out stays as it is; `null` clears it (except
@@ -55,18 +57,6 @@ pub enum Deleted {
     NoContent,
 }
 
-/// Whether a patch touches a field, and its validated new value.
-fn patch<T>(
-    value: MaybeUndefined<String>,
-    parse: impl Fn(&str) -> Result<T, Invalid>,
-) -> Result<(bool, Option<T>), Invalid> {
-    match value {
-        MaybeUndefined::Undefined => Ok((false, None)),
-        MaybeUndefined::Null => Ok((true, None)),
-        MaybeUndefined::Value(v) => Ok((true, Some(parse(&v)?))),
-    }
-}
-
 #[OpenApi(tag = "ApiTags::Account")]
 impl AccountApi {
     /// The signed-in user, with their profile.
@@ -77,7 +67,7 @@ impl AccountApi {
         auth: BearerAuth,
     ) -> Result<Json<UserEnvelope>, ApiError> {
         let me = authenticate(&state, &auth).await?;
-        let user = super::users::by_id(&state.pool, me.id)
+        let user = super::queries::by_id(&state.pool, me.id)
             .await?
             .ok_or(ApiError::Unauthorized("the account no longer exists"))?;
         Ok(UserEnvelope::of(user))
@@ -112,7 +102,7 @@ impl AccountApi {
         // `email not null` on the proposed row even when it ends up updating. The result is
         // read from `returning`: the outer query would still see the old row.
         // language=PostgreSQL
-        let row: Option<UserRow> = sqlx::query_as(
+        let row: Option<UserRow> = sqlx::query_as(concat!(
             "with upd as ( \
                update user_profiles set \
                  email = coalesce($2, email), \
@@ -132,11 +122,10 @@ impl AccountApi {
              ), p as ( \
                select * from upd union all select * from ins \
              ) \
-             select u.id, u.username, u.created_at, true as has_profile, \
-                    p.email, p.name, p.location, p.bio, p.personality_type, \
-                    p.created_at as profile_created_at, p.updated_at as profile_updated_at \
-               from users u join p on p.user_id = u.id",
-        )
+             select ",
+            user_columns!(),
+            " from users u join p on p.user_id = u.id",
+        ))
         .bind(me.id)
         .bind(email.as_ref().map(Email::as_str))
         .bind(set_name)
@@ -154,7 +143,7 @@ impl AccountApi {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("23502") => {
                 ApiError::Validation(Invalid::new("email", "is required to create a profile"))
             }
-            _ => conflict_or(e),
+            _ => ApiError::conflict_or(e),
         })?;
         let user = row.ok_or(ApiError::Unauthorized("the account no longer exists"))?;
         Ok(UserEnvelope::of(User::from(user)))
@@ -198,12 +187,7 @@ impl AccountApi {
             .execute(&state.pool)
             .await?;
         tracing::info!(user_id = me.id, "password changed; older tokens revoked");
-        let issued = state.jwt.issue(me.id, now)?;
-        Ok(Json(TokenBody {
-            token: issued.token,
-            token_type: "Bearer".into(),
-            expires_at: issued.expires_at,
-        }))
+        Ok(Json(state.jwt.issue(me.id, now)?.into()))
     }
 
     /// Deletes the account; its profile goes with it.

@@ -1,16 +1,17 @@
 //! `/api/auth/register` and `/api/auth/login`.
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::users::{User, UserEnvelope};
+use super::bodies::{Profile, TokenBody, User, UserEnvelope};
+use super::input::optional;
 use super::{ApiError, ApiTags, State};
-use crate::auth::Verdict;
-use crate::domain::{Bio, Email, Invalid, Location, Name, Password, PersonalityType, Username};
+use crate::auth::{Verdict, now_millis};
+use crate::domain::{Bio, Email, Location, Name, Password, PersonalityType, Username};
 
 /// Registration and login.
+#[derive(Default)]
 pub struct AuthApi;
 
 /// A new account and its profile.
@@ -50,17 +51,6 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// A bearer token for the account operations.
-#[derive(Debug, Object)]
-pub struct TokenBody {
-    /// The JWT: send it as `Authorization: Bearer <token>`.
-    pub token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// When the token stops being accepted (UTC).
-    pub expires_at: DateTime<Utc>,
-}
-
 /// What registration answers.
 #[derive(ApiResponse)]
 pub enum RegisterResponse {
@@ -69,37 +59,8 @@ pub enum RegisterResponse {
     Created(Json<UserEnvelope>),
 }
 
-/// The current time at the precision tokens and `last_password_change` compare at.
-pub(crate) fn now_millis() -> DateTime<Utc> {
-    let now = Utc::now();
-    now.duration_trunc(TimeDelta::milliseconds(1))
-        .unwrap_or(now)
-}
-
-/// Validates an optional field.
-pub(crate) fn optional<T>(
-    value: Option<String>,
-    parse: impl Fn(&str) -> Result<T, Invalid>,
-) -> Result<Option<T>, Invalid> {
-    value.map(|v| parse(&v)).transpose()
-}
-
 /// Longest password login will even hash: bounds the work an attacker can ask for.
 const LOGIN_PASSWORD_MAX_BYTES: usize = 1024;
-
-/// Maps a unique violation to 409 naming the field, by constraint name.
-pub(crate) fn conflict_or(err: sqlx::Error) -> ApiError {
-    if let sqlx::Error::Database(db) = &err
-        && db.is_unique_violation()
-    {
-        match db.constraint() {
-            Some("users_username_key") => return ApiError::Conflict { field: "username" },
-            Some("user_profiles_email_key") => return ApiError::Conflict { field: "email" },
-            _ => {}
-        }
-    }
-    err.into()
-}
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
@@ -142,7 +103,7 @@ impl AuthApi {
         .bind(now)
         .fetch_one(&mut *tx)
         .await
-        .map_err(conflict_or)?;
+        .map_err(ApiError::conflict_or)?;
         // language=PostgreSQL
         sqlx::query(
             "insert into user_profiles \
@@ -158,7 +119,7 @@ impl AuthApi {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(conflict_or)?;
+        .map_err(ApiError::conflict_or)?;
         tx.commit().await?;
         tracing::info!(
             user_id = id,
@@ -170,7 +131,7 @@ impl AuthApi {
             id,
             username: username.as_str().to_owned(),
             created_at: Some(now.and_utc()),
-            user_profiles: Some(super::users::Profile {
+            user_profiles: Some(Profile {
                 email: email.as_str().to_owned(),
                 name,
                 location,
@@ -214,11 +175,6 @@ impl AuthApi {
         let (Verdict::Match, Some(id)) = (verdict, id) else {
             return Err(ApiError::InvalidCredentials);
         };
-        let issued = state.jwt.issue(id, now_millis())?;
-        Ok(Json(TokenBody {
-            token: issued.token,
-            token_type: "Bearer".into(),
-            expires_at: issued.expires_at,
-        }))
+        Ok(Json(state.jwt.issue(id, now_millis())?.into()))
     }
 }

@@ -1,15 +1,21 @@
 //! The one error type of the API and its one JSON shape, `{"error": "<code>", "message": "..."}`.
 //!
-//! Handlers return `Result<_, ApiError>`. The server's middleware also turns every other
-//! failure (malformed JSON, a bad parameter, an unknown route, a panic, a timeout) into an
-//! `ApiError`, so a client never sees poem's plain-text errors. A 5xx is logged there with
-//! its whole cause chain; the client only gets a generic message.
+//! This is the only place that shape is produced. Handlers return `Result<_, ApiError>`; the
+//! server's middleware hands every other failure to this module ([`ApiError::from_poem`] for
+//! malformed JSON, a bad parameter, an unknown route or method, a missing token;
+//! [`ApiError::body_too_large`] and [`ApiError::unreadable_body`] for the body limit;
+//! [`ApiError::normalize`] for a plain-text error response; [`ApiError::Timeout`]) and
+//! sends what [`ApiError::response`] makes of it, so a client never sees poem's plain-text
+//! errors. A 5xx is logged with its whole cause chain ([`ApiError::log`]); the client only
+//! gets a generic message.
+//!
+//! What the spec says about these errors (which statuses each operation documents) is in
+//! [`super::spec`].
 
-use poem::http::StatusCode;
-use poem::{IntoResponse, Response};
+use poem::http::{StatusCode, header};
+use poem::{IntoResponse, PathPattern, Response};
+use poem_openapi::Object;
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaResponses, Registry};
-use poem_openapi::{ApiResponse, Object};
 
 use crate::domain::Invalid;
 
@@ -20,6 +26,17 @@ pub struct ErrorBody {
     pub error: String,
     /// What went wrong, for a human.
     pub message: String,
+}
+
+impl ErrorBody {
+    /// A body with this code and message, for a response that documents its own error
+    /// statuses (`/ready`'s 503).
+    pub fn new(code: &str, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: code.to_owned(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Everything a request can fail with.
@@ -111,10 +128,29 @@ impl ApiError {
 
     /// The body sent to the client.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            error: self.code().to_owned(),
-            message: self.to_string(),
+        ErrorBody::new(self.code(), self.to_string())
+    }
+
+    /// The response sent to the client: the status and the JSON body.
+    pub fn response(&self) -> Response {
+        let mut resp = Json(self.body()).into_response();
+        resp.set_status(self.status());
+        resp
+    }
+
+    /// Maps a unique violation to 409 naming the field, by constraint name; any other
+    /// database error as [`From<sqlx::Error>`] does.
+    pub fn conflict_or(err: sqlx::Error) -> ApiError {
+        if let sqlx::Error::Database(db) = &err
+            && db.is_unique_violation()
+        {
+            match db.constraint() {
+                Some("users_username_key") => return ApiError::Conflict { field: "username" },
+                Some("user_profiles_email_key") => return ApiError::Conflict { field: "email" },
+                _ => {}
+            }
         }
+        err.into()
     }
 
     /// An error response for a status with nothing more specific to say (unknown route, ...).
@@ -145,11 +181,36 @@ impl ApiError {
         }
     }
 
-    /// Maps an error poem or poem-openapi produced before (or instead of) a handler.
-    pub fn from_poem(err: &poem::Error) -> ApiError {
+    /// A request body larger than `http.body_limit` (`limit` bytes), found before it was
+    /// read.
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::from_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// A request body that could not be read up to `limit` bytes.
+    pub fn unreadable_body(err: poem::error::ReadBodyError, limit: usize) -> ApiError {
+        match err {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::body_too_large(limit),
+            other => ApiError::BadRequest {
+                code: "bad_request",
+                message: format!("the request body could not be read: {other}"),
+            },
+        }
+    }
+
+    /// The error a route answered with: a handler's own [`ApiError`] as it is, or one poem or
+    /// poem-openapi produced before (or instead of) a handler, mapped.
+    pub fn from_poem(err: poem::Error) -> ApiError {
         use poem_openapi::error::{
             AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
             ParseRequestPayloadError,
+        };
+        let err = match err.downcast::<ApiError>() {
+            Ok(api) => return api,
+            Err(err) => err,
         };
         let status = err.status();
         if err.is::<ParseRequestPayloadError>() {
@@ -173,6 +234,33 @@ impl ApiError {
         } else {
             ApiError::from_status(status, err.to_string())
         }
+    }
+
+    /// A response that is an error but not JSON already (poem's own plain-text ones, e.g. a
+    /// 404 for an unknown route or a 405) gets the JSON shape, keeping the route it matched;
+    /// any other response is returned as it is.
+    pub fn normalize(resp: Response) -> Response {
+        let status = resp.status();
+        if !(status.is_client_error() || status.is_server_error()) {
+            return resp;
+        }
+        let is_json = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            return resp;
+        }
+        let mut fixed = ApiError::from_status(
+            status,
+            status.canonical_reason().unwrap_or("error").to_lowercase(),
+        )
+        .response();
+        if let Some(pattern) = resp.data::<PathPattern>() {
+            fixed.set_data(pattern.clone());
+        }
+        fixed
     }
 
     /// Logs what the client is not told: the whole cause chain of a 5xx.
@@ -212,72 +300,6 @@ impl poem::error::ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        let mut resp = Json(self.body()).into_response();
-        resp.set_status(ApiError::status(self));
-        resp
-    }
-}
-
-/// The statuses every operation may answer with, for the spec. Each carries [`ErrorBody`].
-#[derive(ApiResponse)]
-#[allow(dead_code)]
-enum Documented {
-    /// Malformed request: invalid JSON, a wrong type, a bad parameter (`invalid_json`,
-    /// `invalid_parameter`).
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// Missing, invalid, expired or revoked token; or wrong login (`unauthorized`,
-    /// `invalid_credentials`).
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
-    /// The current password given to confirm a change is wrong (`wrong_password`).
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
-    /// The user does not exist (`not_found`).
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// The username or email is taken (`username_taken`, `email_taken`).
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// The body is larger than `http.body_limit` (`payload_too_large`).
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
-    /// The body is not sent as `Content-Type: application/json` (`unsupported_media_type`).
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
-    /// A value breaks a rule; the message names the field (`validation_failed`).
-    #[oai(status = 422)]
-    Validation(Json<ErrorBody>),
-    /// An unexpected error; details are in the server log (`internal_error`).
-    #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
-    /// The database is unavailable or the request timed out; retry (`service_unavailable`,
-    /// `timeout`).
-    #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
-}
-
-/// The error statuses each operation can answer with, for the spec (see
-/// [`super::Documented`]). Every operation can also time out or fail unexpectedly.
-pub(crate) fn statuses_of(operation_id: &str) -> Option<&'static [u16]> {
-    Some(match operation_id {
-        "list_users" => &[400, 500, 503],
-        "get_user" => &[404, 500, 503],
-        "get_me" | "delete_me" => &[401, 500, 503],
-        "update_my_profile" => &[400, 401, 409, 413, 415, 422, 500, 503],
-        "change_my_password" => &[400, 401, 403, 413, 415, 422, 500, 503],
-        "register" => &[400, 409, 413, 415, 422, 500, 503],
-        "login" => &[400, 401, 413, 415, 500, 503],
-        _ => return None,
-    })
-}
-
-impl ApiResponse for ApiError {
-    fn meta() -> MetaResponses {
-        Documented::meta()
-    }
-
-    fn register(registry: &mut Registry) {
-        Documented::register(registry);
+        self.response()
     }
 }

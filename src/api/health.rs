@@ -16,6 +16,7 @@ use super::{ApiTags, ErrorBody, State};
 const READY_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The liveness and readiness probes.
+#[derive(Default)]
 pub struct HealthApi;
 
 /// A probe's good answer.
@@ -37,10 +38,7 @@ pub enum ReadyResponse {
 }
 
 fn not_ready(code: &str, message: impl Into<String>) -> ReadyResponse {
-    ReadyResponse::NotReady(Json(ErrorBody {
-        error: code.to_owned(),
-        message: message.into(),
-    }))
+    ReadyResponse::NotReady(Json(ErrorBody::new(code, message)))
 }
 
 #[OpenApi(tag = "ApiTags::Health")]

@@ -9,6 +9,7 @@ use crate::build_info;
 use crate::config::{ConfigError, Settings};
 
 /// The info endpoint.
+#[derive(Default)]
 pub struct InfoApi;
 
 /// Where the database is; never the user's password.

@@ -7,80 +7,24 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, NaiveDateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
+use super::bodies::{User, UserEnvelope};
+use super::queries::{UserRow, select_user};
 use super::{ApiError, ApiTags, State};
 use crate::domain::Username;
 
 /// The public user directory.
+#[derive(Default)]
 pub struct UsersApi;
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: u32 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: u32 = 500;
-
-/// A user's profile (`user_profiles`).
-#[derive(Debug, Clone, Object)]
-pub struct Profile {
-    /// Email address, lower-cased.
-    pub email: String,
-    /// Display name.
-    #[oai(nullable)]
-    pub name: Option<String>,
-    /// Where the user is.
-    #[oai(nullable)]
-    pub location: Option<String>,
-    /// Free text about the user.
-    #[oai(nullable)]
-    pub bio: Option<String>,
-    /// The seed's baboon personality type, e.g. `Analytical`.
-    #[oai(nullable)]
-    pub personality_type: Option<String>,
-    /// When the profile was created (UTC).
-    #[oai(nullable)]
-    pub created_at: Option<DateTime<Utc>>,
-    /// When the profile last changed (UTC).
-    #[oai(nullable)]
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
-/// A user with their profile, as the seed's Prisma `include` returned it.
-#[derive(Debug, Clone, Object)]
-pub struct User {
-    /// Numeric id.
-    pub id: i32,
-    /// Username.
-    pub username: String,
-    /// When the account was created (UTC).
-    #[oai(nullable)]
-    pub created_at: Option<DateTime<Utc>>,
-    /// The profile, or `null` for a user without one.
-    #[oai(nullable)]
-    pub user_profiles: Option<Profile>,
-}
-
-/// One user, in the seed's envelope.
-#[derive(Debug, Object)]
-pub struct UserEnvelope {
-    /// Always `true` (errors use the error shape).
-    pub success: bool,
-    /// The user.
-    pub data: User,
-}
-
-impl UserEnvelope {
-    pub(crate) fn of(user: User) -> Json<UserEnvelope> {
-        Json(UserEnvelope {
-            success: true,
-            data: user,
-        })
-    }
-}
 
 /// A page of users, in the seed's envelope.
 #[derive(Debug, Object)]
@@ -92,75 +36,6 @@ pub struct UserPage {
     /// Pass as `cursor` to get the next page; `null` on the last page.
     #[oai(nullable)]
     pub next_cursor: Option<String>,
-}
-
-/// The columns every user query selects, in the order [`UserRow`] reads them; an argument
-/// adds to the join condition.
-macro_rules! select_user {
-    () => {
-        select_user!("")
-    };
-    ($join:literal) => {
-        concat!(
-            // language=PostgreSQL
-            "select u.id, u.username, u.created_at, p.user_id is not null as has_profile, \
-                    p.email, p.name, p.location, p.bio, p.personality_type, \
-                    p.created_at as profile_created_at, p.updated_at as profile_updated_at \
-               from users u \
-               left join user_profiles p on p.user_id = u.id",
-            $join
-        )
-    };
-}
-
-/// One row of [`select_user!`].
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct UserRow {
-    id: i32,
-    username: String,
-    created_at: Option<NaiveDateTime>,
-    has_profile: bool,
-    email: Option<String>,
-    name: Option<String>,
-    location: Option<String>,
-    bio: Option<String>,
-    personality_type: Option<String>,
-    profile_created_at: Option<NaiveDateTime>,
-    profile_updated_at: Option<NaiveDateTime>,
-}
-
-impl From<UserRow> for User {
-    fn from(row: UserRow) -> User {
-        let utc = |t: Option<NaiveDateTime>| t.map(|t| t.and_utc());
-        let user_profiles = row.has_profile.then(|| Profile {
-            email: row.email.unwrap_or_default(),
-            name: row.name,
-            location: row.location,
-            bio: row.bio,
-            personality_type: row.personality_type,
-            created_at: utc(row.profile_created_at),
-            updated_at: utc(row.profile_updated_at),
-        });
-        User {
-            id: row.id,
-            username: row.username,
-            created_at: utc(row.created_at),
-            user_profiles,
-        }
-    }
-}
-
-/// Loads one user with their profile by id.
-pub(crate) async fn by_id(
-    executor: impl sqlx::PgExecutor<'_>,
-    id: i32,
-) -> Result<Option<User>, sqlx::Error> {
-    // language=PostgreSQL
-    let row: Option<UserRow> = sqlx::query_as(concat!(select_user!(), " where u.id = $1"))
-        .bind(id)
-        .fetch_optional(executor)
-        .await?;
-    Ok(row.map(User::from))
 }
 
 /// The page query: users after `$1` (an id), at most `$2`, with their profiles. Public so a

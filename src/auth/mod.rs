@@ -6,4 +6,4 @@ mod password;
 mod token;
 
 pub use password::{PasswordHasher, Verdict};
-pub use token::{Claims, Issued, JwtKeys, MIN_SECRET_BYTES, TokenError, WeakSecret};
+pub use token::{Claims, Issued, JwtKeys, MIN_SECRET_BYTES, TokenError, WeakSecret, now_millis};

@@ -6,11 +6,15 @@
 //! `iat` carries milliseconds (RFC 7519 allows a non-integer NumericDate). A password change
 //! revokes every token issued before it by comparing `iat` with `last_password_change`; whole
 //! seconds would let a token issued a moment before the change survive it, or reject one
-//! issued a moment after.
+//! issued a moment after: [`now_millis`] is the clock both are read from.
+//!
+//! How strong a secret must be is decided here, in [`JwtKeys::from_settings`], and only
+//! here: the server asks the keys ([`JwtKeys::is_short`], [`JwtKeys::is_ephemeral`]) what
+//! to warn about.
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -20,6 +24,19 @@ use crate::config::{Environment, JwtSettings};
 
 /// Fewest bytes an HS256 secret may have in prod: the hash's output size (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The current time at the precision tokens carry in `iat` and `last_password_change` is
+/// stored at, so that the two compare exactly.
+pub fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::milliseconds(1))
+        .unwrap_or(now)
+}
+
+/// Whether a configured secret is long enough for prod.
+fn is_strong(secret: &str) -> bool {
+    secret.len() >= MIN_SECRET_BYTES
+}
 
 /// Allowed clock difference between replicas when checking `exp` and `iat`, in seconds.
 const LEEWAY_SECS: u64 = 5;
@@ -95,25 +112,29 @@ pub struct JwtKeys {
     issuer: String,
     ttl: Duration,
     ephemeral: bool,
+    short: bool,
 }
 
 impl JwtKeys {
     /// Keys from the configured secret. In prod the secret must exist and be at least
-    /// [`MIN_SECRET_BYTES`] long; in dev a missing one is replaced by a random one for this
-    /// process (see [`JwtKeys::is_ephemeral`]).
+    /// [`MIN_SECRET_BYTES`] long; in dev a shorter one is accepted (see [`JwtKeys::is_short`])
+    /// and a missing one is replaced by a random one for this process (see
+    /// [`JwtKeys::is_ephemeral`]).
     pub fn from_settings(settings: &JwtSettings, env: Environment) -> Result<JwtKeys, WeakSecret> {
         match (&settings.secret, env) {
-            (Some(secret), Environment::Prod) if secret.expose().len() < MIN_SECRET_BYTES => {
-                Err(WeakSecret {
-                    found: format!("only {} bytes", secret.expose().len()),
-                })
+            (Some(secret), Environment::Prod) if !is_strong(secret.expose()) => Err(WeakSecret {
+                found: format!("only {} bytes", secret.expose().len()),
+            }),
+            (Some(secret), _) if !secret.expose().is_empty() => {
+                let mut keys = JwtKeys::new(
+                    secret.expose().as_bytes(),
+                    &settings.issuer,
+                    settings.ttl,
+                    false,
+                );
+                keys.short = !is_strong(secret.expose());
+                Ok(keys)
             }
-            (Some(secret), _) if !secret.expose().is_empty() => Ok(JwtKeys::new(
-                secret.expose().as_bytes(),
-                &settings.issuer,
-                settings.ttl,
-                false,
-            )),
             (_, Environment::Prod) => Err(WeakSecret {
                 found: "not set".into(),
             }),
@@ -139,6 +160,7 @@ impl JwtKeys {
             issuer: issuer.to_owned(),
             ttl,
             ephemeral,
+            short: false,
         }
     }
 
@@ -146,6 +168,12 @@ impl JwtKeys {
     /// tokens will not survive a restart and other replicas will not accept them.
     pub fn is_ephemeral(&self) -> bool {
         self.ephemeral
+    }
+
+    /// Whether the configured secret is shorter than [`MIN_SECRET_BYTES`]: accepted in dev,
+    /// refused in prod.
+    pub fn is_short(&self) -> bool {
+        self.short
     }
 
     /// Issues a token for `user_id`, issued at `now`.
@@ -218,6 +246,13 @@ mod tests {
             JwtKeys::from_settings(&settings(None), Environment::Dev)
                 .unwrap()
                 .is_ephemeral()
+        );
+        let short = JwtKeys::from_settings(&settings(Some("short")), Environment::Dev).unwrap();
+        assert!(short.is_short() && !short.is_ephemeral());
+        assert!(
+            !JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Dev)
+                .unwrap()
+                .is_short()
         );
     }
 

@@ -41,11 +41,15 @@ fn spec_yaml() -> Response {
         .into_response()
 }
 
+/// The paths of the documentation routes, each answering GET only.
+pub(super) const PATHS: [&str; 4] = ["/docs", "/docs/", "/openapi.json", "/openapi.yaml"];
+
 /// The documentation routes, to be merged into the main route.
 pub fn routes(route: Route) -> Route {
+    let [docs, docs_slash, json, yaml] = PATHS;
     route
-        .at("/docs", get(swagger_ui))
-        .at("/docs/", get(swagger_ui))
-        .at("/openapi.json", get(spec_json))
-        .at("/openapi.yaml", get(spec_yaml))
+        .at(docs, get(swagger_ui))
+        .at(docs_slash, get(swagger_ui))
+        .at(json, get(spec_json))
+        .at(yaml, get(spec_yaml))
 }

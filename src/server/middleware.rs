@@ -1,18 +1,20 @@
 //! The one middleware every request passes: request id, body limit, timeout, JSON errors,
 //! metrics and the request log line. One layer instead of six keeps the per-request cost to
 //! a clock read, a header or two and one log line.
+//!
+//! It decides when a request has failed, not what the client reads then: every failure
+//! becomes an [`ApiError`], which makes the JSON error response; the route template and the
+//! `Allow` header come from `routes`.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use poem::PathPattern;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
-use poem_openapi::{OpenApi, OperationId};
 
 use super::metrics::Metrics;
+use super::routes::{allowed_methods, route_of, unmatched};
 use crate::api::ApiError;
 
 /// The header carrying the request id, read from the client and echoed back.
@@ -91,16 +93,15 @@ pub struct ObserveEndpoint<E> {
 impl<E: Endpoint> ObserveEndpoint<E> {
     /// Reads a body sent without `Content-Length` (chunked), up to the limit.
     async fn limit_body(&self, req: &mut Request) -> Result<(), ApiError> {
-        let too_large =
-            || ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE, self.too_large_message());
+        let limit = self.config.body_limit;
         if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
             let len: u64 = len
                 .to_str()
                 .ok()
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(u64::MAX);
-            return if len > self.config.body_limit as u64 {
-                Err(too_large())
+            return if len > limit as u64 {
+                Err(ApiError::body_too_large(limit))
             } else {
                 Ok(())
             };
@@ -110,24 +111,11 @@ impl<E: Endpoint> ObserveEndpoint<E> {
         }
         let bytes = req
             .take_body()
-            .into_bytes_limit(self.config.body_limit)
+            .into_bytes_limit(limit)
             .await
-            .map_err(|e| match e {
-                poem::error::ReadBodyError::PayloadTooLarge => too_large(),
-                other => ApiError::BadRequest {
-                    code: "bad_request",
-                    message: format!("the request body could not be read: {other}"),
-                },
-            })?;
+            .map_err(|e| ApiError::unreadable_body(e, limit))?;
         req.set_body(Body::from_bytes(bytes));
         Ok(())
-    }
-
-    fn too_large_message(&self) -> String {
-        format!(
-            "the request body is larger than the limit of {} bytes",
-            self.config.body_limit
-        )
     }
 }
 
@@ -146,11 +134,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
                 Ok(Ok(resp)) => Ok(resp.into_response()),
                 Ok(Err(err)) => {
                     let route = route_of(err.data(), err.data());
-                    let api = match err.downcast::<ApiError>() {
-                        Ok(api) => api,
-                        Err(err) => ApiError::from_poem(&err),
-                    };
-                    Err((api, route))
+                    Err((ApiError::from_poem(err), route))
                 }
                 Err(_) => Err((ApiError::Timeout, None)),
             },
@@ -159,12 +143,12 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let (mut resp, route) = match outcome {
             Ok(resp) => {
                 let route = route_of(resp.data(), resp.data());
-                (normalize(resp), route)
+                (ApiError::normalize(resp), route)
             }
             Err((err, route)) => {
                 let id = request_id.to_str().unwrap_or_default();
                 err.log(id, route.as_deref().unwrap_or("unmatched"));
-                (error_response(&err), route)
+                (err.response(), route)
             }
         };
         let route = route.unwrap_or_else(unmatched);
@@ -205,98 +189,6 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         }
         Ok(resp)
     }
-}
-
-/// The route template of a response: the OpenAPI path of the operation that answered
-/// (`/api/users/{username}`), else poem's pattern (`/docs`).
-fn route_of(operation: Option<&OperationId>, pattern: Option<&PathPattern>) -> Option<Arc<str>> {
-    static TEMPLATES: LazyLock<HashMap<&'static str, Arc<str>>> = LazyLock::new(|| {
-        <crate::api::Apis as OpenApi>::meta()
-            .into_iter()
-            .flat_map(|api| api.paths)
-            .flat_map(|path| {
-                let template: Arc<str> = Arc::from(path.path.as_str());
-                path.operations
-                    .into_iter()
-                    .filter_map(move |op| Some((op.operation_id?, template.clone())))
-            })
-            .collect()
-    });
-    operation
-        .and_then(|op| TEMPLATES.get(op.0).cloned())
-        .or_else(|| pattern.map(|p| p.0.clone()))
-}
-
-/// The `Allow` header for a path: the methods of the spec's operations on it (a literal
-/// segment such as `/api/users/me` wins over a `{parameter}`), or GET for the docs routes.
-fn allowed_methods(path: &str) -> Option<HeaderValue> {
-    static PATHS: LazyLock<Vec<(Vec<String>, HeaderValue)>> = LazyLock::new(|| {
-        let mut paths: Vec<(Vec<String>, HeaderValue)> = <crate::api::Apis as OpenApi>::meta()
-            .into_iter()
-            .flat_map(|api| api.paths)
-            .map(|path| {
-                let methods: Vec<String> = path
-                    .operations
-                    .iter()
-                    .map(|op| op.method.to_string())
-                    .collect();
-                let segments = path.path.split('/').map(str::to_owned).collect();
-                let allow = HeaderValue::try_from(methods.join(", ")).expect("method names");
-                (segments, allow)
-            })
-            .collect();
-        for docs in ["/docs", "/docs/", "/openapi.json", "/openapi.yaml"] {
-            let segments = docs.split('/').map(str::to_owned).collect();
-            paths.push((segments, HeaderValue::from_static("GET")));
-        }
-        // Literal templates first, so that they win over parameters.
-        paths.sort_by_key(|(segments, _)| segments.iter().filter(|s| s.starts_with('{')).count());
-        paths
-    });
-    let wanted: Vec<&str> = path.split('/').collect();
-    PATHS
-        .iter()
-        .find(|(template, _)| {
-            template.len() == wanted.len()
-                && template.iter().zip(&wanted).all(|(t, w)| {
-                    t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty())
-                })
-        })
-        .map(|(_, allow)| allow.clone())
-}
-
-fn unmatched() -> Arc<str> {
-    static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
-    UNMATCHED.clone()
-}
-
-fn error_response(err: &ApiError) -> Response {
-    poem::error::ResponseError::as_response(err)
-}
-
-/// An error response that is not JSON already (poem's own plain-text ones) gets the JSON
-/// shape.
-fn normalize(resp: Response) -> Response {
-    let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
-        return resp;
-    }
-    let mut fixed = error_response(&ApiError::from_status(
-        status,
-        status.canonical_reason().unwrap_or("error").to_lowercase(),
-    ));
-    if let Some(pattern) = resp.data::<PathPattern>() {
-        fixed.set_data(pattern.clone());
-    }
-    fixed
 }
 
 #[cfg(test)]
@@ -365,17 +257,6 @@ mod tests {
         let (status, body, _) = call("/missing").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], "not_found");
-    }
-
-    #[test]
-    fn method_not_allowed_names_the_methods_of_the_resource() {
-        let allow = |p: &str| allowed_methods(p).map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(allow("/api/users/me").as_deref(), Some("GET, DELETE"));
-        assert_eq!(allow("/api/users/alice").as_deref(), Some("GET"));
-        assert_eq!(allow("/api/auth/login").as_deref(), Some("POST"));
-        assert_eq!(allow("/docs").as_deref(), Some("GET"));
-        assert_eq!(allow("/api/users/").as_deref(), None);
-        assert_eq!(allow("/nowhere").as_deref(), None);
     }
 
     #[test]

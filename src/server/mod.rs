@@ -1,6 +1,11 @@
 //! The HTTP server behind `app serve`: routes, middleware, the metrics listener and the
 //! graceful shutdown Kubernetes needs.
 //!
+//! The API's routes come from [`crate::api::service`], the docs routes from `docs`; what the
+//! spec tells about paths (the route template a metric or log line names, the `Allow` of a
+//! 405) is read in `routes`; the one middleware (`middleware`) hands every failure to
+//! [`ApiError`], which alone writes the JSON error shape.
+//!
 //! Shutdown, on SIGTERM or SIGINT: `/ready` turns 503 at once; the listener keeps serving for
 //! `http.shutdown_grace` so that Kubernetes has time to take the pod out of its endpoints
 //! (until then, new connections still arrive); then it stops accepting and in-flight
@@ -9,6 +14,7 @@
 mod docs;
 pub mod metrics;
 mod middleware;
+mod routes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +23,7 @@ use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::CatchPanic;
-use poem::{EndpointExt, IntoResponse, Route};
+use poem::{EndpointExt, Route};
 
 use crate::api::{self, ApiError, AppState, Readiness, State};
 use crate::auth::{JwtKeys, PasswordHasher, WeakSecret};
@@ -93,12 +99,7 @@ impl Server {
     /// Builds the state (pool, keys) and binds the listeners. Nothing is served yet.
     pub async fn bind(settings: &Settings) -> Result<Server, StartError> {
         let jwt = JwtKeys::from_settings(&settings.jwt, settings.env)?;
-        let weak = settings
-            .jwt
-            .secret
-            .as_ref()
-            .is_some_and(|s| (1..crate::auth::MIN_SECRET_BYTES).contains(&s.expose().len()));
-        if weak {
+        if jwt.is_short() {
             tracing::warn!(
                 "jwt.secret is shorter than {} bytes: fine for dev, refused in prod",
                 crate::auth::MIN_SECRET_BYTES
@@ -280,7 +281,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
         .unwrap_or_else(|| "unknown panic".into());
     let err = ApiError::Internal(anyhow::anyhow!("handler panicked: {message}"));
     err.log("-", "panic");
-    poem::error::ResponseError::as_response(&err).into_response()
+    err.response()
 }
 
 /// Resolves on the first SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
