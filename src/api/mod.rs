@@ -2,8 +2,8 @@
 //!
 //! The route modules (`health`, `info`, `users`, `account`, `auth`) never import each other:
 //! what several of them need is in a module of its own ([`bodies`] for the bodies they
-//! answer with, [`queries`] for the SQL they share, [`input`] and `strict` for reading
-//! request fields, [`security`] for the bearer token, [`error`] for the one error type).
+//! answer with, `queries` for the SQL they share, `input` and `strict` for reading request
+//! fields, [`security`] for the bearer token, [`error`] for the one error type).
 //! [`spec`] assembles the APIs into the spec and adds what the derive cannot know.
 //!
 //! The API types are unit structs so that the spec can be produced without a database
@@ -16,7 +16,7 @@ pub mod error;
 pub mod health;
 pub mod info;
 mod input;
-pub mod queries;
+mod queries;
 pub mod security;
 pub mod spec;
 mod strict;
