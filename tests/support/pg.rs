@@ -7,7 +7,6 @@
 //! their directories are removed; leftovers of a crashed run are swept at the next start.
 //! Nothing here touches a PostgreSQL that happens to run on the machine.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// The superuser's password in every test cluster. Tests that check secrets never leak use
 /// passwords of their own.
@@ -53,14 +54,6 @@ pub fn pg_bin() -> PathBuf {
         .pop()
         .expect("no initdb under /usr/lib/postgresql/*/bin: run scripts/setup.sh")
         .1
-}
-
-/// A loopback port nothing listens on right now (bound, read, released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 /// uid/gid of the `postgres` user when we are root (initdb refuses to run as root).

@@ -1,9 +1,7 @@
 //! `app config` and `app --version`: precedence, redaction and error messages as a user sees
 //! them from the binary.
 
-mod support;
-
-use support::{app, output_text};
+use crate::support::{app, output_text};
 
 fn write_config(dir: &tempfile::TempDir, body: &str) -> std::path::PathBuf {
     let path = dir.path().join("app.toml");

@@ -1,11 +1,9 @@
 //! `app wait-db` against real PostgreSQL clusters: ready, not yet ready, never ready, wrong
 //! password, and a password full of URL metacharacters.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Cluster, app, free_port, output_text};
+use crate::support::{self, Cluster, app, free_port, output_text};
 
 #[test]
 fn ready_database_exits_zero_at_once() {

@@ -4,15 +4,17 @@
 //! stable output. Every command runs with `LOG_LEVEL=trace`, and every test ends by checking
 //! that no secret value appeared in anything the binary printed (except `get`'s stdout).
 
-mod support;
-
 use std::cell::RefCell;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use support::{Cluster, app, free_port, output_text};
+use crate::support::{ARMOR_END, Cluster, app, free_port, output_text, run};
+
+/// Longest any one command of these tests may take.
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// A scratch directory and a record of everything the binary printed.
 struct Lab {
@@ -44,22 +46,7 @@ impl Lab {
     /// Runs the binary with `LOG_LEVEL=trace`, feeding `stdin`, and records its output.
     fn run(&self, mut cmd: Command, stdin: Option<&str>) -> Output {
         cmd.env("LOG_LEVEL", "trace");
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = run(&mut cmd, stdin, LIMIT);
         self.printed.borrow_mut().push(output_text(&out));
         out
     }
@@ -345,9 +332,7 @@ fn tampered_byte_is_rejected_with_code_23() {
     let file = lab.path("s.yaml");
     // Change one base64 character of the last armor line: payload bytes, after the header.
     let original = text(&file);
-    let end = original
-        .find("    -----END AGE ENCRYPTED FILE-----")
-        .unwrap();
+    let end = original.find(&format!("    {ARMOR_END}")).unwrap();
     let line_start = original[..end - 1].rfind('\n').unwrap() + 5;
     let mut bytes = original.into_bytes();
     bytes[line_start] = if bytes[line_start] == b'A' {
