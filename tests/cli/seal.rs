@@ -427,47 +427,75 @@ fn dev_value_in_the_prod_file_is_rejected_with_code_25() {
     );
 }
 
-#[test]
-fn wrong_identity_missing_identity_and_malformed_file_each_have_their_code() {
-    let lab = Lab::new();
-    let (_, recipient) = lab.keygen("key.txt");
-    let (stranger, _) = lab.keygen("stranger.txt");
-    let jwt = lab.secret("jwt");
-    lab.new_file(
-        "s.yaml",
-        "discbaboons/prod",
-        &[&recipient],
-        &[("JWT_SECRET", &jwt)],
-    );
-    let file = lab.path("s.yaml");
+/// Each refusal of a sealed file has its own exit code.
+mod wrong_identity_missing_identity_and_malformed_file_each_have_their_code {
+    use super::*;
 
-    let out = lab.verify(&file, &stranger);
-    assert_exit(
-        &out,
-        22,
-        &["JWT_SECRET", "none of the 1 identities", "stranger.txt"],
-    );
+    /// A prod file sealed to `key.txt` holding a JWT secret; its path.
+    fn sealed_to_key(lab: &Lab) -> PathBuf {
+        let (_, recipient) = lab.keygen("key.txt");
+        let jwt = lab.secret("jwt");
+        lab.new_file(
+            "s.yaml",
+            "discbaboons/prod",
+            &[&recipient],
+            &[("JWT_SECRET", &jwt)],
+        );
+        lab.path("s.yaml")
+    }
 
-    let empty = lab.identity_dir("empty", &[]);
-    assert_exit(
-        &lab.config(&file, &empty, "prod"),
-        21,
-        &["no identity file in"],
-    );
+    #[test]
+    fn wrong_identity_is_22() {
+        let lab = Lab::new();
+        let file = sealed_to_key(&lab);
+        let (stranger, _) = lab.keygen("stranger.txt");
 
-    let broken = lab.path("broken.yaml");
-    std::fs::write(&broken, "version: 1\ncontext: [unclosed\n").unwrap();
-    let out = lab.verify(&broken, &stranger);
-    assert_exit(&out, 20, &["broken.yaml", "malformed"]);
+        let out = lab.verify(&file, &stranger);
+        assert_exit(
+            &out,
+            22,
+            &["JWT_SECRET", "none of the 1 identities", "stranger.txt"],
+        );
+    }
 
-    let absent = lab.path("absent.yaml");
-    assert_exit(
-        &lab.config(&absent, &empty, "prod"),
-        26,
-        &["absent.yaml", "prod"],
-    );
-    let out = lab.config(&absent, &empty, "dev");
-    assert_exit(&out, 0, &[]);
+    #[test]
+    fn missing_identity_is_21() {
+        let lab = Lab::new();
+        let file = sealed_to_key(&lab);
+
+        let empty = lab.identity_dir("empty", &[]);
+        assert_exit(
+            &lab.config(&file, &empty, "prod"),
+            21,
+            &["no identity file in"],
+        );
+    }
+
+    #[test]
+    fn malformed_file_is_20() {
+        let lab = Lab::new();
+        let (stranger, _) = lab.keygen("stranger.txt");
+
+        let broken = lab.path("broken.yaml");
+        std::fs::write(&broken, "version: 1\ncontext: [unclosed\n").unwrap();
+        let out = lab.verify(&broken, &stranger);
+        assert_exit(&out, 20, &["broken.yaml", "malformed"]);
+    }
+
+    #[test]
+    fn absent_file_is_26_in_prod_and_nothing_in_dev() {
+        let lab = Lab::new();
+        let empty = lab.identity_dir("empty", &[]);
+
+        let absent = lab.path("absent.yaml");
+        assert_exit(
+            &lab.config(&absent, &empty, "prod"),
+            26,
+            &["absent.yaml", "prod"],
+        );
+        let out = lab.config(&absent, &empty, "dev");
+        assert_exit(&out, 0, &[]);
+    }
 }
 
 #[test]
