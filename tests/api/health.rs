@@ -27,7 +27,7 @@ async fn not_ready_on_an_unmigrated_database_then_ready_after_migrate() {
     assert!(message.contains("app migrate"), "{message}");
     assert_eq!(app.health().await.status, 200);
 
-    crate::helpers::migrate(&app.db);
+    crate::support::apply_migrations(&app.db);
     let reply = app.ready().await;
     assert_eq!(reply.status, 200, "{}", reply.text);
 }

@@ -56,16 +56,6 @@ impl Reply {
     }
 }
 
-/// Migrates a database with the real binary, as the init container does.
-pub fn migrate(db: &TestDb<'_>) {
-    let out = support::app()
-        .arg("migrate")
-        .envs(db.app_env())
-        .output()
-        .expect("run app migrate");
-    assert!(out.status.success(), "{}", support::output_text(&out));
-}
-
 /// Settings pointing at `db`, listening on random loopback ports.
 pub fn settings_for(db: &TestDb<'_>) -> Settings {
     let mut s = Settings::default();
@@ -106,7 +96,7 @@ pub async fn spawn_app() -> TestApp {
 /// Like [`spawn_app`], with the settings adjusted first.
 pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let db = Cluster::shared().create_db();
-    migrate(&db);
+    support::apply_migrations(&db);
     spawn_on(db, adjust).await
 }
 

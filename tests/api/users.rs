@@ -101,7 +101,7 @@ fn a_deep_page_reads_a_page_of_profiles_not_the_table() {
     // index, so a deep page read every profile before it: what a page reads must not grow
     // with its depth.
     let db = support::Cluster::shared().create_db();
-    crate::helpers::migrate(&db);
+    support::apply_migrations(&db);
     db.psql(
         "insert into users (username, password_hash) \
            select 'deep' || g, '!locked' from generate_series(1, 20000) g; \

@@ -1,20 +1,27 @@
 //! Throwaway PostgreSQL clusters for the integration tests.
 //!
 //! Each test binary starts one shared cluster on first use (scram-sha-256 auth, a random
-//! port on 127.0.0.1, no Unix socket, data under `target/pg-test/`); each test creates a
-//! fresh database in it. Tests that stop or kill the server start a [`Cluster::private`]
-//! one. Clusters die with the test process (parent-death signal and an `atexit` hook) and
-//! their directories are removed; leftovers of a crashed run are swept at the next start.
-//! Nothing here touches a PostgreSQL that happens to run on the machine.
+//! port on 127.0.0.1, no Unix socket); each test creates a fresh database in it. Tests that
+//! stop or kill the server start a [`Cluster::private`] one. Clusters die with the test
+//! process (parent-death signal and an `atexit` hook) and their directories are removed;
+//! leftovers of a crashed run are swept at the next start. Nothing here touches a PostgreSQL
+//! that happens to run on the machine.
+//!
+//! A cluster's files (data, password file, log) live in a private directory of their own
+//! under the system temp directory, `<tmp>/discbaboons-pg-test-<uid>/<pid>-<n>`, mode 0700
+//! and owned by the user the server runs as, never inside the clone: as root, `initdb` runs
+//! as `postgres`, which cannot reach a clone under a private directory (`/root/...`, any
+//! `mktemp -d`). The server's processes also start in that directory, not in ours.
 
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// The superuser's password in every test cluster. Tests that check secrets never leak use
 /// passwords of their own.
@@ -27,7 +34,8 @@ static LIVE: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
 /// A running PostgreSQL server owned by this test process.
 pub struct Cluster {
     pub port: u16,
-    dir: PathBuf,
+    /// The cluster's private directory (see the module docs).
+    pub dir: PathBuf,
     child: Mutex<Option<Child>>,
     owner: Option<(u32, u32)>,
 }
@@ -55,14 +63,6 @@ pub fn pg_bin() -> PathBuf {
         .1
 }
 
-/// A loopback port nothing listens on right now (bound, read, released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
 /// uid/gid of the `postgres` user when we are root (initdb refuses to run as root).
 fn postgres_owner() -> Option<(u32, u32)> {
     if unsafe { libc::geteuid() } != 0 {
@@ -77,11 +77,33 @@ fn postgres_owner() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-fn base_dir() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("pg-test")
+/// `<tmp>/discbaboons-pg-test-<uid>`: one per user of the machine, so that test runs of
+/// different users neither collide nor sweep each other's clusters.
+pub fn base_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("discbaboons-pg-test-{}", unsafe {
+        libc::geteuid()
+    }))
+}
+
+/// Creates [`base_dir`], or checks the one that is there: ours, a real directory (not a link
+/// someone else planted in the shared temp directory), traversable by the `postgres` user
+/// but listable by nobody else (0711).
+fn ensure_base_dir() -> PathBuf {
+    let base = base_dir();
+    match std::fs::DirBuilder::new().mode(0o711).create(&base) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("create {}: {e}", base.display()),
+    }
+    let meta = std::fs::symlink_metadata(&base).expect("stat the test cluster base directory");
+    assert!(
+        meta.is_dir() && meta.uid() == unsafe { libc::geteuid() },
+        "{} is not a directory of ours: remove it",
+        base.display()
+    );
+    // The umask may have narrowed the mode it was created with.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711)).unwrap();
+    base
 }
 
 /// Removes directories of clusters whose test process is gone.
@@ -94,6 +116,7 @@ fn sweep_stale(base: &Path) {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.split('-').next()?.parse::<i32>().ok())
+            .filter(|pid| *pid > 0)
         else {
             continue;
         };
@@ -144,8 +167,7 @@ impl Cluster {
         HOOK.get_or_init(|| unsafe {
             libc::atexit(stop_all_at_exit);
         });
-        let base = base_dir();
-        std::fs::create_dir_all(&base).expect("create target/pg-test");
+        let base = ensure_base_dir();
         sweep_stale(&base);
         let owner = postgres_owner();
         let dir = base.join(format!(
@@ -153,13 +175,13 @@ impl Cluster {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         ));
-        std::fs::create_dir_all(&dir).unwrap();
-        // The postgres user must be able to reach the directory.
-        for ancestor in [&base, &dir] {
-            let mut perms = std::fs::metadata(ancestor).unwrap().permissions();
-            perms.set_mode(perms.mode() | 0o711);
-            std::fs::set_permissions(ancestor, perms).unwrap();
-        }
+        // A leftover of an earlier process that had our pid: not swept, as the pid lives.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         chown_tree(&dir, owner);
         let pwfile = dir.join("pwfile");
         std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
@@ -172,6 +194,7 @@ impl Cluster {
             .args(["-U", SUPERUSER, "--auth=scram-sha-256", "-E", "UTF8"])
             .args(["--no-sync", "--no-instructions", "--locale=C"])
             .arg(format!("--pwfile={}", pwfile.display()))
+            .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         as_owner(&mut initdb, owner);
@@ -204,7 +227,14 @@ impl Cluster {
         );
     }
 
-    fn log_path(&self) -> PathBuf {
+    /// uid and gid the server runs as: `postgres` when we are root, else ourselves.
+    pub fn server_user(&self) -> (u32, u32) {
+        self.owner
+            .unwrap_or_else(|| unsafe { (libc::geteuid(), libc::getegid()) })
+    }
+
+    /// The server's log.
+    pub fn log_path(&self) -> PathBuf {
         self.dir.join("postgres.log")
     }
 
@@ -224,6 +254,7 @@ impl Cluster {
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
             .args(["-c", "shared_buffers=32MB"])
+            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -6,20 +6,16 @@
 //! SIGTERM, drains, exits and is started again on its port, the way a Deployment rollout
 //! replaces pods: not one request may fail (connection error or 5xx).
 
-mod support;
-
-#[path = "proof_common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Bounds, Call, Load, Nginx, Replica, describe_failures, free_port, scratch};
-use support::Cluster;
+use crate::support::load::{Bounds, Call, Load, describe_failures, sign_up};
+use crate::support::nginx::Nginx;
+use crate::support::{Cluster, Served, apply_migrations, free_port, scratch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     let db = Cluster::shared().create_db();
-    common::migrate(&db);
+    apply_migrations(&db);
     let dir = scratch("rolling");
     // The grace period covers the time the endpoint update takes to reach nginx (a reload
     // here, well under a second); Kubernetes' default here is 5 s.
@@ -32,12 +28,12 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     let mut replicas = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let log = dir.join(format!("replica-{i}.log"));
-        let mut replica = Replica::start(&db, *port, &log, &settings);
+        let mut replica = Served::replica(&db, *port, &log, &settings);
         replica.wait_ready(&client, Duration::from_secs(30)).await;
         replicas.push(replica);
     }
     let mut nginx = Nginx::start(&dir, &ports);
-    let (username, token) = common::sign_up(&nginx.base(), "rolling").await;
+    let (username, token) = sign_up(&nginx.base(), "rolling").await;
 
     // Reads of every kind, an authenticated one (the replicas share the JWT secret), a
     // failing lookup and a write (PATCH is not idempotent: nginx never retries it once sent);
@@ -89,7 +85,7 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
         let code = replica.wait_exit(Duration::from_secs(20)).await;
         assert_eq!(code, Some(0), "replica {i}: {}", replica.log_text());
         let log = dir.join(format!("replica-{i}.log"));
-        *replica = Replica::start(&db, ports[i], &log, &settings);
+        *replica = Served::replica(&db, ports[i], &log, &settings);
         replica.wait_ready(&client, Duration::from_secs(30)).await;
         // Ready: back into the endpoints.
         nginx.set_upstreams(&ports);

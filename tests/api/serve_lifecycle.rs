@@ -1,95 +1,11 @@
 //! `app serve` as Kubernetes runs it: SIGTERM while a slow request is in flight, PostgreSQL
 //! going away and coming back, the refusals at start-up, and `app healthcheck`.
 
-mod support;
-
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
-
 use std::net::TcpListener;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, TestDb, app, free_port, output_text};
-
-/// `app serve` as a child process.
-struct Served {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Served {
-    fn start(db: &TestDb<'_>, extra: &[(&str, &str)]) -> Served {
-        let port = free_port();
-        let child = app()
-            .arg("serve")
-            .envs(db.app_env())
-            .env("APP_HTTP__HOST", "127.0.0.1")
-            .env("APP_HTTP__PORT", port.to_string())
-            .env("APP_METRICS__ENABLED", "false")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn app serve");
-        Served {
-            child: Some(child),
-            port,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn status(&self, client: &reqwest::Client, path: &str) -> Option<u16> {
-        client
-            .get(self.url(path))
-            .send()
-            .await
-            .ok()
-            .map(|r| r.status().as_u16())
-    }
-
-    async fn wait_ready(&self, client: &reqwest::Client, within: Duration) {
-        let deadline = Instant::now() + within;
-        while self.status(client, "/ready").await != Some(200) {
-            assert!(Instant::now() < deadline, "not ready within {within:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        let pid = self.child.as_ref().unwrap().id() as i32;
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-    }
-
-    /// Waits for the process to exit; returns its code and everything it printed.
-    fn finish(mut self, within: Duration) -> (Option<i32>, String) {
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + within;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!("did not exit within {within:?}:\n{}", output_text(&out));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        (out.status.code(), output_text(&out))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use crate::helpers;
+use crate::support::{Cluster, Served, app, apply_migrations, free_port, output_text};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -101,8 +17,8 @@ fn client() -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_readiness_503_serves_the_grace_period_and_drains() {
     let db = Cluster::shared().create_db();
-    helpers::migrate(&db);
-    let served = Served::start(
+    apply_migrations(&db);
+    let mut served = Served::start(
         &db,
         &[
             ("APP_HTTP__SHUTDOWN_GRACE", "1500ms"),
@@ -156,7 +72,7 @@ async fn sigterm_turns_readiness_503_serves_the_grace_period_and_drains() {
     assert!(answered_at > sigterm_at + Duration::from_secs(1));
     locker.finish();
 
-    let (code, log) = served.finish(Duration::from_secs(15));
+    let (code, log) = served.finish(Duration::from_secs(15)).await;
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(log.contains("/ready now answers 503"), "{log}");
@@ -171,8 +87,8 @@ async fn sigterm_turns_readiness_503_serves_the_grace_period_and_drains() {
 async fn database_outage_fails_fast_and_recovers_without_a_restart() {
     let cluster = Cluster::private();
     let db = cluster.create_db();
-    helpers::migrate(&db);
-    let served = Served::start(
+    apply_migrations(&db);
+    let mut served = Served::start(
         &db,
         &[
             ("APP_DATABASE__ACQUIRE_TIMEOUT", "1s"),
@@ -216,7 +132,7 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
     assert_eq!(served.status(&client, "/api/users/bob").await, Some(200));
 
     served.signal(libc::SIGINT);
-    let (code, log) = served.finish(Duration::from_secs(15));
+    let (code, log) = served.finish(Duration::from_secs(15)).await;
     assert_eq!(code, Some(0), "SIGINT stops it too: {log}");
 }
 
@@ -277,8 +193,8 @@ async fn prod_refuses_a_missing_or_weak_jwt_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_asks_the_running_server() {
     let db = Cluster::shared().create_db();
-    helpers::migrate(&db);
-    let served = Served::start(&db, &[("APP_HTTP__SHUTDOWN_GRACE", "3s")]);
+    apply_migrations(&db);
+    let mut served = Served::start(&db, &[("APP_HTTP__SHUTDOWN_GRACE", "3s")]);
     let client = client();
     served.wait_ready(&client, Duration::from_secs(20)).await;
 
@@ -306,23 +222,36 @@ async fn healthcheck_asks_the_running_server() {
     let out = check(served.port);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(output_text(&out).contains("503"), "{}", output_text(&out));
-    let (code, log) = served.finish(Duration::from_secs(15));
+    let (code, log) = served.finish(Duration::from_secs(15)).await;
     assert_eq!(code, Some(0), "{log}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn successful_probes_stay_out_of_the_request_log_unless_asked() {
-    let db = Cluster::shared().create_db();
-    helpers::migrate(&db);
-    let client = client();
-    for (probes, expect_probe_lines) in [("false", false), ("true", true)] {
-        let served = Served::start(&db, &[("APP_LOG__PROBES", probes)]);
+/// Successful probes are logged as requests only when `log.probes` is set; every other
+/// request (a 404 too) always is.
+mod successful_probes_stay_out_of_the_request_log_unless_asked {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_log_probes_false() {
+        probes_in_the_request_log("false", false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_log_probes_true() {
+        probes_in_the_request_log("true", true).await;
+    }
+
+    async fn probes_in_the_request_log(probes: &str, expect_probe_lines: bool) {
+        let db = Cluster::shared().create_db();
+        apply_migrations(&db);
+        let client = client();
+        let mut served = Served::start(&db, &[("APP_LOG__PROBES", probes)]);
         served.wait_ready(&client, Duration::from_secs(20)).await;
         for path in ["/health", "/ready", "/api/info", "/api/users/nobody"] {
             served.status(&client, path).await.unwrap();
         }
         served.signal(libc::SIGINT);
-        let (code, text) = served.finish(Duration::from_secs(20));
+        let (code, text) = served.finish(Duration::from_secs(20)).await;
         assert_eq!(code, Some(0), "{text}");
         let requests: Vec<&str> = text
             .lines()

@@ -1,7 +1,7 @@
 //! The schema V2..V5 build, Flyway compatibility, validation, baselines, dry run and target.
 
-use super::support::{Cluster, app, output_text};
 use super::*;
+use crate::support::{Cluster, app, output_text};
 
 #[test]
 fn fresh_database_gets_v2_to_v5_matching_the_dbml_and_a_second_run_is_a_no_op() {

@@ -1,50 +1,21 @@
 //! `app migrate` against real PostgreSQL: fresh apply matching the DBML, idempotence, eight
 //! racing migrators, a database left by Flyway, edited files, failing and non-transactional
-//! migrations, future rows and the lock timeout. Shared helpers live here.
-
-#[path = "../support/mod.rs"]
-mod support;
+//! migrations, future rows and the lock timeout. Shared helpers live here (with those of
+//! `crate::support`).
 
 mod concurrency;
 mod failures;
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TestDb, app};
+pub use crate::support::{TestDb, fixture, migrate, spawn_migrate};
 
 /// The repository's migrations directory.
 pub fn migrations_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
-}
-
-/// A fixture set under tests/fixtures/migrations.
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/migrations")
-        .join(name)
-}
-
-pub fn migrate(db: &TestDb<'_>, args: &[&str]) -> Output {
-    app()
-        .arg("migrate")
-        .args(args)
-        .envs(db.app_env())
-        .output()
-        .unwrap()
-}
-
-pub fn spawn_migrate(db: &TestDb<'_>, args: &[&str]) -> Child {
-    app()
-        .arg("migrate")
-        .args(args)
-        .envs(db.app_env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 /// `version|description|type|script|checksum|success` per history row, by rank.

@@ -1,7 +1,7 @@
 //! Many migrators at once: the advisory lock, waiting, timing out, and releasing it.
 
-use super::support::{Cluster, output_text};
 use super::*;
+use crate::support::{Cluster, output_text};
 
 #[test]
 fn eight_migrators_started_together_apply_each_version_exactly_once() {

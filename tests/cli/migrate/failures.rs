@@ -1,7 +1,7 @@
 //! Failing, failed, mixed and future migrations: what is left behind and which exit code.
 
-use super::support::{Cluster, output_text};
 use super::*;
+use crate::support::{Cluster, output_text};
 
 #[test]
 fn a_failing_migration_rolls_back_completely_and_writes_no_row() {

@@ -14,8 +14,7 @@ use app::migrate::{Migration, Version, checksum};
 use app::secrets::{RecipientEntry, SealedFile};
 use proptest::prelude::*;
 
-const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
-const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
+use crate::support::{ARMOR_BEGIN, ARMOR_END};
 
 /// The seed of every run unless `PROPTEST_RNG_SEED` says otherwise.
 const SEED: u64 = 20_261_130;

@@ -44,7 +44,7 @@
 
 // A private cluster per overlay (not the shared one with a fresh database): the pods use the
 // rendered user and database name verbatim, and both overlays name the same ones.
-#[allow(unused_imports)]
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
-use support::{Cluster, free_port, output_text};
+use support::{Cluster, free_port, output_text, run};
 
 const APP: &str = env!("CARGO_BIN_EXE_app");
 
@@ -552,13 +552,13 @@ impl<'a> Pod<'a> {
     fn run_init(&self, name: &str, env: &BTreeMap<String, String>) {
         let container = self.container(name);
         let mut cmd = self.command(container, env);
-        let out = run_with_timeout(&mut cmd, Duration::from_secs(150));
+        let out = run(&mut cmd, None, Duration::from_secs(150));
         assert!(
-            out.0.success(),
+            out.status.success(),
             "{} init container {name} failed ({}):\n{}",
             self.name,
-            out.0,
-            out.1
+            out.status,
+            output_text(&out)
         );
     }
 
@@ -697,35 +697,6 @@ fn pod_binary() -> &'static Path {
 /// developer's machine it runs them as the current user and skips the ownership checks.
 fn as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
-}
-
-fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (std::process::ExitStatus, String) {
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.reopen().unwrap())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .expect("spawn the app binary");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "still running after {limit:?}:\n{}",
-                std::fs::read_to_string(log.path()).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (
-        status,
-        std::fs::read_to_string(log.path()).unwrap_or_default(),
-    )
 }
 
 // ---- the app Deployment --------------------------------------------------------------------
@@ -951,7 +922,8 @@ impl<'p, 'a> App<'p, 'a> {
         // The image's HEALTHCHECK (Docker, not Kubernetes) in the same environment.
         let image = Dockerfile::read();
         let mut check = pod.exec(main, &image.healthcheck[1..], &env);
-        let (status, output) = run_with_timeout(&mut check, Duration::from_secs(10));
+        let out = run(&mut check, None, Duration::from_secs(10));
+        let (status, output) = (out.status, output_text(&out));
         assert!(
             status.success(),
             "{}: the Dockerfile's HEALTHCHECK {:?} failed on a ready server ({status}):\n{output}",

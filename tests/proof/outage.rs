@@ -3,18 +3,13 @@
 //! pool's acquire timeout), and within 5 s of its return everything answers 200 again,
 //! without a restart.
 //!
-//! `serve_lifecycle.rs` proves the same story with single requests; this one runs it under
+//! `tests/api/serve_lifecycle.rs` proves the same story with single requests; this one runs it under
 //! constant concurrent load and checks every request that was sent.
-
-mod support;
-
-#[path = "proof_common/mod.rs"]
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Bounds, Call, Load, Replica, describe_failures, free_port, scratch};
-use support::Cluster;
+use crate::support::load::{Bounds, Call, Load, describe_failures, sign_up};
+use crate::support::{Cluster, Served, apply_migrations, free_port, scratch};
 
 /// `database.acquire_timeout` of the server under test.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,9 +26,9 @@ const SLACK: Duration = Duration::from_millis(750);
 async fn database_outage_under_load_fails_fast_with_json_503_and_recovers() {
     let cluster = Cluster::private();
     let db = cluster.create_db();
-    common::migrate(&db);
+    apply_migrations(&db);
     let dir = scratch("outage");
-    let mut replica = Replica::start(
+    let mut replica = Served::replica(
         &db,
         free_port(),
         &dir.join("serve.log"),
@@ -45,7 +40,7 @@ async fn database_outage_under_load_fails_fast_with_json_503_and_recovers() {
     );
     let client = reqwest::Client::new();
     replica.wait_ready(&client, Duration::from_secs(30)).await;
-    let (username, token) = common::sign_up(&replica.url(""), "outage").await;
+    let (username, token) = sign_up(&replica.url(""), "outage").await;
 
     let calls = vec![
         Call::get(&format!("/api/users/{username}")),

@@ -9,51 +9,20 @@
 //!   passwords, bearer tokens), including failures that print connection errors; no secret
 //!   appears in anything the binary printed or answered.
 //!
-//! `tests/seal.rs` covers tampering, swapped and copied values and the happy paths at trace
+//! `tests/cli/seal.rs` covers tampering, swapped and copied values and the happy paths at trace
 //! level; this file adds the malformed inputs and the API's traffic.
 
-mod support;
-
-#[path = "proof_common/mod.rs"]
-mod common;
-
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, app, output_text};
+use crate::support::{self, Cluster, app, free_port, output_text};
 
 /// Runs `cmd` at trace level, feeding `stdin`, within `limit`.
 fn run(mut cmd: Command, stdin: Option<&str>, limit: Duration) -> Output {
-    cmd.env("LOG_LEVEL", "trace")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("{cmd:?} took over {limit:?}:\n{}", output_text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    cmd.env("LOG_LEVEL", "trace");
+    support::run(&mut cmd, stdin, limit)
 }
 
 /// A sealed file with one value, its identity directory, and the key's recipient.
@@ -421,7 +390,7 @@ async fn nothing_at_trace_level_ever_prints_a_secret() {
         db_password.replace('\'', "''")
     ));
     db.psql(&format!("alter database {} owner to {role}", db.name));
-    let port = common::free_port();
+    let port = free_port();
     let limit = Duration::from_secs(60);
     // The pod's environment: database fields, sealed file and identity; prod, JSON logs.
     let pod = |args: &[&str], format: &str| {
@@ -486,7 +455,7 @@ async fn nothing_at_trace_level_ever_prints_a_secret() {
     assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
     sweep.record("migrate with an unparsable DATABASE_URL", &out);
     let mut cmd = pod(&["wait-db", "--timeout", "1s"], "json");
-    cmd.env("APP_DATABASE__PORT", common::free_port().to_string());
+    cmd.env("APP_DATABASE__PORT", free_port().to_string());
     let out = run(cmd, None, limit);
     assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
     sweep.record("wait-db with nothing listening", &out);

@@ -5,16 +5,13 @@
 //! - A migrator killed with SIGKILL in the middle of a slow migration: nothing of it is left
 //!   (no table, no history row, no lock), and the next run completes it.
 //!
-//! `tests/migrate/concurrency.rs` has the single-shot cases (8 racers once, lock timeout,
+//! `tests/cli/migrate/concurrency.rs` has the single-shot cases (8 racers once, lock timeout,
 //! waiting behind a slow migrator); this file repeats the race and adds the crash.
 
-mod support;
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, TestDb, app, output_text};
+use crate::support::{Cluster, TestDb, fixture, output_text, spawn_migrate, wait_bounded};
 
 const RACERS: usize = 10;
 const ROUNDS: usize = 20;
@@ -28,37 +25,6 @@ const SCRIPTS: [&str; 4] = [
     "V4__create_user_profiles_table.sql",
     "V5__cleanup_users_table.sql",
 ];
-
-fn spawn_migrate(db: &TestDb<'_>, args: &[&str]) -> Child {
-    app()
-        .arg("migrate")
-        .args(args)
-        .envs(db.app_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn app migrate")
-}
-
-/// Waits for the child with a deadline; kills it and fails the test when it hangs.
-fn wait_bounded(mut child: Child, deadline: Instant, what: &str) -> Output {
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("{what} hung (deadlock?):\n{}", output_text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/migrations")
-        .join(name)
-}
 
 /// Advisory locks held by any session on `db`.
 fn advisory_locks(db: &TestDb<'_>) -> String {

@@ -4,15 +4,17 @@
 //! stable output. Every command runs with `LOG_LEVEL=trace`, and every test ends by checking
 //! that no secret value appeared in anything the binary printed (except `get`'s stdout).
 
-mod support;
-
 use std::cell::RefCell;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use support::{Cluster, app, free_port, output_text};
+use crate::support::{ARMOR_END, Cluster, app, free_port, output_text, run};
+
+/// Longest any one command of these tests may take.
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// A scratch directory and a record of everything the binary printed.
 struct Lab {
@@ -44,22 +46,7 @@ impl Lab {
     /// Runs the binary with `LOG_LEVEL=trace`, feeding `stdin`, and records its output.
     fn run(&self, mut cmd: Command, stdin: Option<&str>) -> Output {
         cmd.env("LOG_LEVEL", "trace");
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = run(&mut cmd, stdin, LIMIT);
         self.printed.borrow_mut().push(output_text(&out));
         out
     }
@@ -345,9 +332,7 @@ fn tampered_byte_is_rejected_with_code_23() {
     let file = lab.path("s.yaml");
     // Change one base64 character of the last armor line: payload bytes, after the header.
     let original = text(&file);
-    let end = original
-        .find("    -----END AGE ENCRYPTED FILE-----")
-        .unwrap();
+    let end = original.find(&format!("    {ARMOR_END}")).unwrap();
     let line_start = original[..end - 1].rfind('\n').unwrap() + 5;
     let mut bytes = original.into_bytes();
     bytes[line_start] = if bytes[line_start] == b'A' {
@@ -442,47 +427,75 @@ fn dev_value_in_the_prod_file_is_rejected_with_code_25() {
     );
 }
 
-#[test]
-fn wrong_identity_missing_identity_and_malformed_file_each_have_their_code() {
-    let lab = Lab::new();
-    let (_, recipient) = lab.keygen("key.txt");
-    let (stranger, _) = lab.keygen("stranger.txt");
-    let jwt = lab.secret("jwt");
-    lab.new_file(
-        "s.yaml",
-        "discbaboons/prod",
-        &[&recipient],
-        &[("JWT_SECRET", &jwt)],
-    );
-    let file = lab.path("s.yaml");
+/// Each refusal of a sealed file has its own exit code.
+mod wrong_identity_missing_identity_and_malformed_file_each_have_their_code {
+    use super::*;
 
-    let out = lab.verify(&file, &stranger);
-    assert_exit(
-        &out,
-        22,
-        &["JWT_SECRET", "none of the 1 identities", "stranger.txt"],
-    );
+    /// A prod file sealed to `key.txt` holding a JWT secret; its path.
+    fn sealed_to_key(lab: &Lab) -> PathBuf {
+        let (_, recipient) = lab.keygen("key.txt");
+        let jwt = lab.secret("jwt");
+        lab.new_file(
+            "s.yaml",
+            "discbaboons/prod",
+            &[&recipient],
+            &[("JWT_SECRET", &jwt)],
+        );
+        lab.path("s.yaml")
+    }
 
-    let empty = lab.identity_dir("empty", &[]);
-    assert_exit(
-        &lab.config(&file, &empty, "prod"),
-        21,
-        &["no identity file in"],
-    );
+    #[test]
+    fn wrong_identity_is_22() {
+        let lab = Lab::new();
+        let file = sealed_to_key(&lab);
+        let (stranger, _) = lab.keygen("stranger.txt");
 
-    let broken = lab.path("broken.yaml");
-    std::fs::write(&broken, "version: 1\ncontext: [unclosed\n").unwrap();
-    let out = lab.verify(&broken, &stranger);
-    assert_exit(&out, 20, &["broken.yaml", "malformed"]);
+        let out = lab.verify(&file, &stranger);
+        assert_exit(
+            &out,
+            22,
+            &["JWT_SECRET", "none of the 1 identities", "stranger.txt"],
+        );
+    }
 
-    let absent = lab.path("absent.yaml");
-    assert_exit(
-        &lab.config(&absent, &empty, "prod"),
-        26,
-        &["absent.yaml", "prod"],
-    );
-    let out = lab.config(&absent, &empty, "dev");
-    assert_exit(&out, 0, &[]);
+    #[test]
+    fn missing_identity_is_21() {
+        let lab = Lab::new();
+        let file = sealed_to_key(&lab);
+
+        let empty = lab.identity_dir("empty", &[]);
+        assert_exit(
+            &lab.config(&file, &empty, "prod"),
+            21,
+            &["no identity file in"],
+        );
+    }
+
+    #[test]
+    fn malformed_file_is_20() {
+        let lab = Lab::new();
+        let (stranger, _) = lab.keygen("stranger.txt");
+
+        let broken = lab.path("broken.yaml");
+        std::fs::write(&broken, "version: 1\ncontext: [unclosed\n").unwrap();
+        let out = lab.verify(&broken, &stranger);
+        assert_exit(&out, 20, &["broken.yaml", "malformed"]);
+    }
+
+    #[test]
+    fn absent_file_is_26_in_prod_and_nothing_in_dev() {
+        let lab = Lab::new();
+        let empty = lab.identity_dir("empty", &[]);
+
+        let absent = lab.path("absent.yaml");
+        assert_exit(
+            &lab.config(&absent, &empty, "prod"),
+            26,
+            &["absent.yaml", "prod"],
+        );
+        let out = lab.config(&absent, &empty, "dev");
+        assert_exit(&out, 0, &[]);
+    }
 }
 
 #[test]

@@ -1,11 +1,9 @@
 //! `app wait-db` against real PostgreSQL clusters: ready, not yet ready, never ready, wrong
 //! password, and a password full of URL metacharacters.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Cluster, app, free_port, output_text};
+use crate::support::{self, Cluster, app, free_port, output_text};
 
 #[test]
 fn ready_database_exits_zero_at_once() {
@@ -103,40 +101,58 @@ fn missing_database_is_named() {
 /// The seed's rotation broke on `+ / =` in a password pasted into DATABASE_URL.
 const NASTY_PASSWORD: &str = "p@ss:w/rd+=?&%#!x";
 
-#[test]
-fn special_character_password_works_as_discrete_fields_and_is_explained_in_a_url() {
-    let db = Cluster::shared().create_db();
-    let role = format!("nasty_{}", db.name);
-    db.psql(&format!(
-        "create role {role} login password '{}'; grant all on database {} to {role}",
-        NASTY_PASSWORD.replace('\'', "''"),
-        db.name
-    ));
+/// A password full of URL metacharacters.
+mod special_character_password_works_as_discrete_fields_and_is_explained_in_a_url {
+    use super::*;
 
-    let out = app()
-        .args(["wait-db", "--timeout", "5s"])
-        .envs(db.app_env())
-        .env("APP_DATABASE__USER", &role)
-        .env("APP_DATABASE__PASSWORD", NASTY_PASSWORD)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
+    /// A login role of `db` with [`NASTY_PASSWORD`]; its name.
+    fn nasty_role(db: &support::TestDb<'_>) -> String {
+        let role = format!("nasty_{}", db.name);
+        db.psql(&format!(
+            "create role {role} login password '{}'; grant all on database {} to {role}",
+            NASTY_PASSWORD.replace('\'', "''"),
+            db.name
+        ));
+        role
+    }
 
-    let url = format!(
-        "postgresql://{role}:{NASTY_PASSWORD}@127.0.0.1:{}/{}",
-        db.cluster.port, db.name
-    );
-    let out = app()
-        .args(["wait-db", "--timeout", "1s"])
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap();
-    let text = output_text(&out);
-    assert_eq!(out.status.code(), Some(3), "{text}");
-    assert!(text.contains("percent-encode"), "{text}");
-    assert!(text.contains(&format!("{role}:****@")), "{text}");
-    assert!(!text.contains("w/rd"), "{text}");
-    db.psql(&format!("drop owned by {role}; drop role {role}"));
+    #[test]
+    fn as_discrete_fields() {
+        let db = Cluster::shared().create_db();
+        let role = nasty_role(&db);
+
+        let out = app()
+            .args(["wait-db", "--timeout", "5s"])
+            .envs(db.app_env())
+            .env("APP_DATABASE__USER", &role)
+            .env("APP_DATABASE__PASSWORD", NASTY_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        db.psql(&format!("drop owned by {role}; drop role {role}"));
+    }
+
+    #[test]
+    fn unencoded_in_a_url() {
+        let db = Cluster::shared().create_db();
+        let role = nasty_role(&db);
+
+        let url = format!(
+            "postgresql://{role}:{NASTY_PASSWORD}@127.0.0.1:{}/{}",
+            db.cluster.port, db.name
+        );
+        let out = app()
+            .args(["wait-db", "--timeout", "1s"])
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(3), "{text}");
+        assert!(text.contains("percent-encode"), "{text}");
+        assert!(text.contains(&format!("{role}:****@")), "{text}");
+        assert!(!text.contains("w/rd"), "{text}");
+        db.psql(&format!("drop owned by {role}; drop role {role}"));
+    }
 }
 
 #[test]

@@ -1,0 +1,12 @@
+//! The `app` binary's one-shot commands as a user and an init container run them: `config`
+//! and `--version`, `wait-db`, `migrate` (Flyway-compatible) and `seal`; and the test
+//! harness itself (`harness`: where the throwaway clusters keep their files).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod config;
+mod harness;
+mod migrate;
+mod seal;
+mod wait_db;
