@@ -26,7 +26,7 @@ if [ "$only" = all ]; then
     command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     command -v musl-gcc >/dev/null || missing+=(musl-tools)
     command -v readelf >/dev/null || missing+=(binutils)
-    # scripts/proof.sh and tests/proof_rolling.rs: nginx in front of replicas, a real
+    # scripts/proof.sh and tests/proof/rolling.rs: nginx in front of replicas, a real
     # browser on Swagger UI (Debian's Chromium, never a downloaded one), curl and jq.
     [ -x /usr/sbin/nginx ] || missing+=(nginx)
     [ -x /usr/bin/chromium ] || missing+=(chromium)
