@@ -19,9 +19,13 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     let dir = scratch("rolling");
     // The grace period covers the time the endpoint update takes to reach nginx (a reload
     // here, well under a second); Kubernetes' default here is 5 s.
+    // The database stays up throughout: a request that waits for a pooled connection is
+    // waiting for CPU on these two shared cores, not for an outage, so the acquire timeout is
+    // generous (a 2 s one once turned a starved PATCH into a 503 under a parallel build).
     let settings = [
         ("APP_HTTP__SHUTDOWN_GRACE", "1s"),
         ("APP_HTTP__SHUTDOWN_TIMEOUT", "10s"),
+        ("APP_DATABASE__ACQUIRE_TIMEOUT", "8s"),
     ];
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let client = reqwest::Client::new();
