@@ -35,10 +35,20 @@ select1() {
         timeout 30 "$PG_BIN/psql" -X -q -tA -w -c "${2:-select 1}") || fail "psql failed on $PGPORT"
     printf '%s\n' "$got"
 }
+# A process runs until it is reaped or a zombie (pg_ctl -w returns as the pid file goes).
+runs() {
+    local i state
+    for i in $(seq 50); do
+        state=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+        state=${state##*) }
+        [ "${state%% *}" != Z ] || return 1
+        [ "$i" -eq 50 ] || sleep 0.1
+    done
+}
 gone() {
     local dir=$1 pid=$2
     [ ! -e "$dir" ] || fail "$dir is left behind"
-    ! kill -0 "$pid" 2>/dev/null || fail "postmaster $pid still runs"
+    ! runs "$pid" || fail "postmaster $pid still runs"
 }
 
 log "throwaway cluster from a clone under $parent (mode 0700), as $(id -un)"
@@ -79,7 +89,7 @@ vars=$(pg start --persistent --port "$port" --db dev)
 eval "$vars"
 [ "$PG_STARTED" = 0 ] || fail "a running persistent cluster was started again"
 pg stop "$PG_DIR"
-! kill -0 "$PG_PID" 2>/dev/null || fail "the persistent cluster still runs after stop"
+! runs "$PG_PID" || fail "the persistent cluster still runs after stop"
 vars=$(pg start --persistent --port "$port" --db dev)
 eval "$vars"
 [ "$(select1 dev 'select x from kept')" = 42 ] || fail "the persistent cluster lost its data"
