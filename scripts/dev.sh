@@ -11,7 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh postgres
-cargo build --locked --bin app
+# `--examples` (there are none) resolves features as `cargo test` does, dev-dependencies
+# included: the dependencies are then built once for this and for the tests, not twice.
+cargo build --locked --bin app --examples
 app="${CARGO_TARGET_DIR:-target}/debug/app"
 
 log() { printf '==> %s\n' "$*" >&2; }

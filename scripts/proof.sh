@@ -32,7 +32,9 @@ for tool in .venv-proof/bin/schemathesis proof/browser/node_modules/playwright-c
     [ -e "$tool" ] || { log "$tool is missing: run scripts/setup.sh"; exit 1; }
 done
 
-cargo build --locked --bin app
+# `--examples` (there are none) resolves features as `cargo test` does, dev-dependencies
+# included: the dependencies are then built once for this and for the tests, not twice.
+cargo build --locked --bin app --examples
 app=$PWD/${CARGO_TARGET_DIR:-target}/debug/app
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
