@@ -42,4 +42,11 @@ fi
 "$app" wait-db --timeout 30s
 "$app" migrate
 log "serving on http://localhost:${PORT:-3000} (Swagger UI at /docs); Ctrl-C stops"
-"$app" serve
+# In the background, so that a SIGTERM to this script (not only Ctrl-C, which the whole
+# process group gets) reaches serve and its graceful shutdown before the EXIT trap stops
+# PostgreSQL; otherwise serve would outlive the script.
+"$app" serve &
+serve=$!
+trap 'kill -TERM "$serve" 2>/dev/null || true' INT TERM
+while kill -0 "$serve" 2>/dev/null; do wait "$serve" || true; done
+wait "$serve"
