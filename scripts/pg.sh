@@ -263,6 +263,6 @@ case ${1:-} in
         remove_cluster "$dir"
         ;;
     dir) target_dir "${2:-}" ;;
-    -h | --help) usage ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) usage ;;
 esac
