@@ -30,7 +30,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pg import Cluster, free_port, pg_bin  # noqa: E402
+from pg import Cluster, free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -117,7 +117,7 @@ def wrk(url, threads, connections, duration, script=None, warmup=2):
 
 def pgbench(cluster, db, script, users, clients, threads, duration, warmup=2):
     env = {**os.environ, **cluster.env(db)}
-    cmd = [f"{pg_bin()}/pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads),
+    cmd = [f"{cluster.bin}/pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads),
            "-D", f"users={users}", "-f", script]
     if warmup:
         subprocess.run(cmd + ["-T", str(warmup)], env=env, check=True, capture_output=True)
@@ -243,12 +243,12 @@ def main():
 
     results = {}
     work = os.path.join(ROOT, "target", "bench")
-    cluster = Cluster(work, max_connections=args.connections + 50)
+    cluster = Cluster(max_connections=args.connections + 50)
     procs = []
     try:
         cluster.psql("postgres", "create database bench")
         port, metrics_port = free_port(), free_port()
-        sealed = seal_secrets(args.app, work, cluster.PASSWORD)
+        sealed = seal_secrets(args.app, work, cluster.password)
         env = app_env(cluster, "bench", port, metrics_port, sealed)
         base = f"http://127.0.0.1:{port}"
 
@@ -300,7 +300,7 @@ def main():
         log("wrk: /api/users/{username}")
         os.environ["BENCH_USERS"] = str(args.users)
         wrk(base, t, c, 2, script=f"{lua}/user.lua", warmup=0)
-        with CpuMeter(cluster.proc.pid, proc.pid) as meter:
+        with CpuMeter(cluster.pid, proc.pid) as meter:
             results["user"] = wrk(base, t, c, d, script=f"{lua}/user.lua", warmup=0)
         results["user_cpu_us"] = meter.per_request_us(results["user"]["rps"] * meter.wall)
         log("wrk: /api/users?limit=50 first page")
@@ -312,7 +312,7 @@ def main():
 
         log("pgbench: the SQL of /api/users/{username}")
         pgbench(cluster, "bench", f"{BENCH}/pgbench/user.sql", args.users, c, t, 2, warmup=0)
-        with CpuMeter(cluster.proc.pid) as meter:
+        with CpuMeter(cluster.pid) as meter:
             results["pgbench_user_tps"] = pgbench(
                 cluster, "bench", f"{BENCH}/pgbench/user.sql", args.users, c, t, d, warmup=0)
         results["pgbench_cpu_us"] = meter.per_request_us(results["pgbench_user_tps"] * meter.wall)

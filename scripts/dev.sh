@@ -2,57 +2,37 @@
 # Runs the app locally the way the pod does: wait-db, then migrate, then serve.
 #
 # With no database configured (no DATABASE_URL, APP_DATABASE__HOST or APP_CONFIG), it starts
-# a private PostgreSQL of its own under target/dev-pg (kept between runs, stopped on exit),
-# listening on 127.0.0.1:${DEV_PG_PORT:-55432} with a generated password. Anything else in
-# the environment (APP_ENV, LOG_LEVEL, PORT, ...) is passed through: see `app config`.
+# this clone's private PostgreSQL (scripts/pg.sh start --persistent: kept between runs outside
+# the clone, stopped on exit), listening on 127.0.0.1:${DEV_PG_PORT:-55432} with a generated
+# password. `scripts/pg.sh dir --persistent` says where its data is; `scripts/pg.sh rm
+# --persistent` starts over. Anything else in the environment (APP_ENV, LOG_LEVEL, PORT, ...)
+# is passed through: see `app config`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh postgres
-cargo build --locked --bin app
+# `--examples` (there are none) resolves features as `cargo test` does, dev-dependencies
+# included: the dependencies are then built once for this and for the tests, not twice.
+cargo build --locked --bin app --examples
 app="${CARGO_TARGET_DIR:-target}/debug/app"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
 start_private_postgres() {
-    local base=$PWD/target/dev-pg port=${DEV_PG_PORT:-55432}
-    local data=$base/data pwfile=$PWD/target/dev-pg.password
-    local bin run=()
-    bin=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
-    if [ "$(id -u)" -eq 0 ]; then run=(runuser -u postgres --); fi
-
-    mkdir -p "$base"
-    [ "$(id -u)" -eq 0 ] && chown postgres: "$base"
-    if [ ! -s "$pwfile" ]; then
-        (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$pwfile")
-    fi
-    if [ ! -f "$data/PG_VERSION" ]; then
-        log "initialising a private PostgreSQL in $data"
-        local tmp=$base/pw.tmp
-        install -m 0600 "$pwfile" "$tmp"
-        [ "$(id -u)" -eq 0 ] && chown postgres: "$tmp"
-        "${run[@]}" "$bin/initdb" -D "$data" -U postgres --auth=scram-sha-256 \
-            --pwfile="$tmp" -E UTF8 --locale=C --no-instructions >/dev/null
-        rm -f "$tmp"
-    fi
-    if ! "${run[@]}" "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-        log "starting the private PostgreSQL on 127.0.0.1:$port"
-        "${run[@]}" "$bin/pg_ctl" -D "$data" -l "$base/postgres.log" -w -s \
-            -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" start
-        # Expanded now: the function's locals are gone by the time the trap runs.
+    local vars
+    vars=$(scripts/pg.sh start --persistent --port "${DEV_PG_PORT:-55432}" --db discbaboons_db)
+    eval "$vars"
+    if [ "$PG_STARTED" -eq 1 ]; then
+        log "started this clone's PostgreSQL on 127.0.0.1:$PG_PORT (data in $PG_DIR)"
+        # Expanded now: the variables may be gone by the time the trap runs.
         # shellcheck disable=SC2064
-        trap "$(printf '%q ' "${run[@]}" "$bin/pg_ctl" -D "$data" -m fast -s stop)" EXIT
+        trap "$(printf '%q ' scripts/pg.sh stop "$PG_DIR")" EXIT
+    else
+        log "using this clone's PostgreSQL, already running on 127.0.0.1:$PG_PORT (data in $PG_DIR)"
     fi
-    export APP_DATABASE__HOST=127.0.0.1 APP_DATABASE__PORT=$port
-    export APP_DATABASE__USER=postgres APP_DATABASE__NAME=discbaboons_db
-    APP_DATABASE__PASSWORD=$(cat "$pwfile")
+    export APP_DATABASE__HOST APP_DATABASE__PORT APP_DATABASE__USER APP_DATABASE__NAME
+    APP_DATABASE__PASSWORD=$(cat "$PG_PASSWORD_FILE")
     export APP_DATABASE__PASSWORD
-    # The database itself: created once, as the image's POSTGRES_DB would be.
-    if ! PGPASSWORD=$APP_DATABASE__PASSWORD "$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres \
-        -d postgres -tAc "select 1 from pg_database where datname = 'discbaboons_db'" | grep -q 1; then
-        PGPASSWORD=$APP_DATABASE__PASSWORD "$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres \
-            -d postgres -c "create database discbaboons_db"
-    fi
 }
 
 if [ -z "${DATABASE_URL:-}${APP_DATABASE__HOST:-}${APP_DATABASE__URL:-}${APP_CONFIG:-}" ]; then
@@ -62,4 +42,11 @@ fi
 "$app" wait-db --timeout 30s
 "$app" migrate
 log "serving on http://localhost:${PORT:-3000} (Swagger UI at /docs); Ctrl-C stops"
-"$app" serve
+# In the background, so that a SIGTERM to this script (not only Ctrl-C, which the whole
+# process group gets) reaches serve and its graceful shutdown before the EXIT trap stops
+# PostgreSQL; otherwise serve would outlive the script.
+"$app" serve &
+serve=$!
+trap 'kill -TERM "$serve" 2>/dev/null || true' INT TERM
+while kill -0 "$serve" 2>/dev/null; do wait "$serve" || true; done
+wait "$serve"

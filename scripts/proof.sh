@@ -32,43 +32,36 @@ for tool in .venv-proof/bin/schemathesis proof/browser/node_modules/playwright-c
     [ -e "$tool" ] || { log "$tool is missing: run scripts/setup.sh"; exit 1; }
 done
 
-cargo build --locked --bin app
+# `--examples` (there are none) resolves features as `cargo test` does, dev-dependencies
+# included: the dependencies are then built once for this and for the tests, not twice.
+cargo build --locked --bin app --examples
 app=$PWD/${CARGO_TARGET_DIR:-target}/debug/app
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 secret() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 
-# A throwaway PostgreSQL: its own directory, a random port, a random password.
-pg_bin=$(dirname "$(printf '%s\n' /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
-run_pg=()
-[ "$(id -u)" -eq 0 ] && run_pg=(runuser -u postgres --)
-work=$(mktemp -d "$out/run.XXXXXX")
-chmod 0755 "$work"
-pg_port=$(free_port)
 db_password="pg-$(secret)"
 jwt_secret="jwt-$(secret)-$(secret)"
+work=$(mktemp -d "$out/run.XXXXXX")
 serve_pid=
+PG_DIR=
 
 # shellcheck disable=SC2329 # invoked by the trap
 cleanup() {
     [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
-    "${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m immediate -s stop >/dev/null 2>&1 || true
+    [ -z "$PG_DIR" ] || scripts/pg.sh stop "$PG_DIR" || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-printf '%s' "$db_password" >"$work/pw"
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work"
-"${run_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U postgres --auth=scram-sha-256 \
-    --pwfile="$work/pw" -E UTF8 --locale=C --no-sync --no-instructions >/dev/null
+# A throwaway PostgreSQL (scripts/pg.sh): a random port, our random password, removed on exit.
+(umask 077; printf '%s' "$db_password" >"$work/pw")
+pg_vars=$(scripts/pg.sh start --password-file "$work/pw" --db proof --set fsync=off --owner $$)
+eval "$pg_vars"
 rm -f "$work/pw"
-"${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w -s \
-    -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off" start
-PGPASSWORD=$db_password "$pg_bin/psql" -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres \
-    -c "create database proof"
 
-export APP_DATABASE__HOST=127.0.0.1 APP_DATABASE__PORT=$pg_port APP_DATABASE__USER=postgres
-export APP_DATABASE__NAME=proof APP_DATABASE__PASSWORD=$db_password APP_JWT__SECRET=$jwt_secret
+export APP_DATABASE__HOST APP_DATABASE__PORT APP_DATABASE__USER APP_DATABASE__NAME
+export APP_DATABASE__PASSWORD=$db_password APP_JWT__SECRET=$jwt_secret
 export APP_HTTP__HOST=127.0.0.1 APP_METRICS__ENABLED=false APP_HTTP__SHUTDOWN_GRACE=0s
 export APP_SEALED__FILE=/nonexistent LOG_LEVEL=trace
 "$app" migrate 2>"$work/migrate.log" || { cat "$work/migrate.log" >&2; exit 1; }

@@ -33,6 +33,9 @@ set -e
 step "static binary"
 scripts/check-static.sh
 
+step "a clone under a mode-0700 directory starts its PostgreSQL (scripts/check-clone.sh)"
+scripts/check-clone.sh
+
 step "deploy manifests and Dockerfile (offline)"
 scripts/check-deploy.sh
 
