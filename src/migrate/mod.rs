@@ -53,7 +53,7 @@ impl SchemaStatus {
     }
 
     /// `Ok` when current, else [`MigrateError::Outdated`] telling the operator to run
-    /// `app migrate` (exit code [`crate::exit::ExitCode::SchemaOutdated`]).
+    /// `app migrate` first: the server refuses to start on an older schema.
     pub fn ensure_current(&self) -> Result<(), MigrateError> {
         if self.is_current() {
             return Ok(());
