@@ -12,7 +12,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::config::DatabaseSettings;
-use crate::exit::{ExitCode, HasExitCode};
 
 /// The server's pool: connects lazily, so `serve` starts while PostgreSQL is down and
 /// recovers by itself; a short acquire timeout makes requests fail fast instead of hanging.
@@ -83,14 +82,6 @@ impl NotReady {
             NotReady::TooManyConnections => "too_many_connections",
             NotReady::Tls(_) => "tls_failure",
             NotReady::Other(_) => "other",
-        }
-    }
-
-    /// The exit code this reason deserves when it is final.
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            NotReady::AuthFailed(_) | NotReady::NotAllowed(_) => ExitCode::DatabaseAuth,
-            _ => ExitCode::DatabaseUnavailable,
         }
     }
 
@@ -196,17 +187,6 @@ pub enum WaitError {
     },
 }
 
-impl HasExitCode for WaitError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            // A timeout is "unavailable" whatever the last reason was: the reason is in the
-            // message, and init-container tooling branches on the timeout.
-            WaitError::Timeout { .. } => ExitCode::DatabaseUnavailable,
-            WaitError::Unreachable { reason, .. } => reason.exit_code(),
-        }
-    }
-}
-
 /// How `wait_until_ready` paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct WaitPolicy {
@@ -269,7 +249,7 @@ pub async fn wait_until_ready(
                 return Ok(attempt);
             }
             // An attempt the deadline cut short says nothing new: keep the reason before it
-            // (a wrong password must still exit 5, not 4).
+            // (a wrong password must still be reported as such, not as a timeout).
             Err(NotReady::Timeout) if cut_short && previous.is_some() => {
                 previous.take().expect("checked")
             }

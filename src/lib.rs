@@ -1,5 +1,5 @@
 //! discbaboons `app`: one static binary that replaces pg_isready, Flyway, Express and Sealed
-//! Secrets. See the README for the commands and `../shared/DESIGN.md` for the why.
+//! Secrets. See the README for the commands and their exit codes.
 
 /// The HTTP API: one module per resource, one error type, described by poem-openapi.
 pub mod api;
@@ -7,7 +7,7 @@ pub mod api;
 pub mod auth;
 /// Version and git commit of this build.
 pub mod build_info;
-/// The command line: one module per subcommand, dispatched from `main`.
+/// The command line: one module per subcommand, dispatched from `main`, and the exit codes.
 pub mod cli;
 /// Typed settings, loaded once from defaults, a file, the environment and sealed secrets.
 pub mod config;
@@ -15,8 +15,6 @@ pub mod config;
 pub mod db;
 /// Domain values that validate on construction: usernames, emails, passwords, profiles.
 pub mod domain;
-/// Exit codes: one enum, one table in the README.
-pub mod exit;
 /// Embedded, Flyway-compatible schema migrations that many replicas can run at once.
 pub mod migrate;
 /// Sealed secrets: age-encrypted values in git, decrypted in memory in the pod.

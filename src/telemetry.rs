@@ -6,7 +6,9 @@
 //! line, and the returned [`Guard`] flushes everything when `main` drops it.
 
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -14,7 +16,40 @@ use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{ConfigError, LogFormat};
+/// Output format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured on a terminal (dev default).
+    Pretty,
+    /// One JSON object per line (prod default).
+    Json,
+}
+
+/// Why logging could not be set up. The messages name the setting (`log.level`, `log.dir`)
+/// the value comes from; `config` reports the same errors when it checks the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The level is not a tracing filter.
+    #[error(
+        "invalid setting `log.level`: `{level}` is not a log filter ({reason}); use a level such \
+         as `info` or per target, `app=debug,sqlx=warn`"
+    )]
+    Filter {
+        /// The filter as given.
+        level: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The log directory cannot take files.
+    #[error("invalid setting `log.dir`: cannot write log files into {}: {reason}", dir.display())]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
 
 /// Keeps the background writers alive; dropping it flushes every buffered line.
 #[must_use = "dropping the guard stops the log writer"]
@@ -23,21 +58,18 @@ pub struct Guard {
 }
 
 /// Parses a log level or per-target filter (`info`, `app=debug,sqlx=warn`).
-pub fn parse_filter(level: &str) -> Result<EnvFilter, ConfigError> {
+pub fn parse_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
     EnvFilter::builder()
         .with_regex(false)
         .parse(level)
-        .map_err(|e| ConfigError::Invalid {
-            key: "log.level".into(),
-            reason: format!(
-                "`{level}` is not a log filter ({e}); use a level such as `info` or per target, \
-                 `app=debug,sqlx=warn`"
-            ),
+        .map_err(|e| TelemetryError::Filter {
+            level: level.to_owned(),
+            reason: e.to_string(),
         })
 }
 
 /// Installs the global subscriber. `dir`, if set, also receives daily-rotated files.
-pub fn init(level: &str, format: LogFormat, dir: Option<&Path>) -> Result<Guard, ConfigError> {
+pub fn init(level: &str, format: LogFormat, dir: Option<&Path>) -> Result<Guard, TelemetryError> {
     let filter = parse_filter(level)?;
     let (stderr, stderr_guard) = NonBlockingBuilder::default()
         .lossy(false)
@@ -54,9 +86,9 @@ pub fn init(level: &str, format: LogFormat, dir: Option<&Path>) -> Result<Guard,
                 .filename_prefix("app")
                 .filename_suffix("log")
                 .build(dir)
-                .map_err(|e| ConfigError::Invalid {
-                    key: "log.dir".into(),
-                    reason: format!("cannot write log files into {}: {e}", dir.display()),
+                .map_err(|e| TelemetryError::Dir {
+                    dir: dir.to_owned(),
+                    reason: e.to_string(),
                 })?;
             let (file, guard) = NonBlockingBuilder::default()
                 .lossy(false)

@@ -98,12 +98,6 @@ pub struct WeakSecret {
     found: String,
 }
 
-impl crate::exit::HasExitCode for WeakSecret {
-    fn exit_code(&self) -> crate::exit::ExitCode {
-        crate::exit::ExitCode::ServeStartup
-    }
-}
-
 /// Signing and verification keys with their validation rules.
 pub struct JwtKeys {
     encoding: EncodingKey,

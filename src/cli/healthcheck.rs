@@ -7,8 +7,8 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::exit::{ExitCode, coded};
 use crate::config::Settings;
-use crate::exit::{ExitCode, coded};
 
 pub(super) const EXAMPLES: &str = "\
 Examples:

@@ -223,7 +223,7 @@ fn render_table(lines: &[Line]) -> String {
             [
                 l.version.clone(),
                 l.description.clone(),
-                l.kind.clone(),
+                l.kind.to_string(),
                 l.installed_on
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                     .unwrap_or_default(),

@@ -1,9 +1,11 @@
 //! The command line: one module per subcommand, each with its clap `Args` and a `run`.
 //!
-//! [`main`] is everything `src/main.rs` does: load the settings once, start telemetry,
-//! dispatch, and turn the outcome into an exit code (see [`crate::exit`]).
+//! [`main`] is everything `src/main.rs` does: load the settings once (for the commands that
+//! need them), start telemetry, dispatch, and turn the outcome into an exit code ([`exit`]
+//! owns the codes and which error gets which).
 
 mod config;
+pub mod exit;
 mod healthcheck;
 mod migrate;
 mod openapi;
@@ -18,7 +20,9 @@ use clap::{Parser, Subcommand};
 
 use crate::build_info;
 use crate::config::{Loaded, Settings, Sources};
-use crate::exit::{self, ExitCode};
+use crate::telemetry::{self, LogFormat};
+
+use exit::ExitCode;
 
 /// discbaboons `app`: one static binary that waits for PostgreSQL, migrates it, serves the
 /// API, and keeps its secrets sealed with age.
@@ -62,12 +66,47 @@ pub enum Command {
 }
 
 /// Runs the parsed command line; returns the process exit code.
+///
+/// Commands that serve the cluster load the settings once and log as the settings say; the
+/// ones run on a laptop or in a build (`seal`, `openapi`) need no settings and must not fail
+/// for want of them. Every command ends the same way: `finish`.
 pub fn main(cli: Cli) -> std::process::ExitCode {
-    // `app seal` runs on a laptop: it needs no settings and must not fail for want of them.
-    let command = match cli.command {
-        Command::Seal(args) => return seal::main(args),
-        other => other,
+    let Cli { config, command } = cli;
+    match command {
+        Command::Seal(args) => standalone(|| seal::run(args)),
+        Command::Openapi(args) => standalone(|| openapi::run(args)),
+        Command::WaitDb(args) => configured(config, async |s| wait_db::run(args, s).await),
+        Command::Migrate(args) => configured(config, async |s| migrate::run(args, s).await),
+        Command::Config(args) => configured(config, async |s| config::run(args, s).await),
+        Command::Serve(args) => configured(config, async |s| serve::run(args, s).await),
+        Command::Healthcheck(args) => configured(config, async |s| healthcheck::run(args, s).await),
+    }
+    .into()
+}
+
+/// Runs a command that needs no settings, with a stderr log of its own (`LOG_LEVEL`, default
+/// `warn`). Its errors are printed, not logged: the log is the same terminal.
+fn standalone(command: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into());
+    let guard = match telemetry::init(&level, LogFormat::Pretty, None) {
+        Ok(guard) => guard,
+        Err(err) => return finish(Err(err.into()), None),
     };
+    finish(
+        command(),
+        Some(Log {
+            guard,
+            errors: false,
+        }),
+    )
+}
+
+/// Loads the settings once, starts telemetry as they say, and runs the command on a tokio
+/// runtime. Its errors also go into the log, where the cluster collects them.
+fn configured(
+    file: Option<PathBuf>,
+    command: impl AsyncFnOnce(&Settings) -> anyhow::Result<()>,
+) -> ExitCode {
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -79,21 +118,21 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
         Ok(mounted.values)
     };
     let sources = Sources {
-        file: cli.config.clone(),
+        file,
         env,
         sealed: Some(&sealed_loader),
     };
     let Loaded { settings, warnings } = match crate::config::load(&sources) {
         Ok(loaded) => loaded,
-        Err(err) => return fail(&err),
+        Err(err) => return finish(Err(err), None),
     };
-    let guard = match crate::telemetry::init(
+    let guard = match telemetry::init(
         &settings.log.level,
         settings.log.format_for(settings.env),
         settings.log.dir.as_deref(),
     ) {
         Ok(guard) => guard,
-        Err(err) => return fail(&err.into()),
+        Err(err) => return finish(Err(err.into()), None),
     };
     for warning in warnings.iter().chain(sealed_warnings.borrow().iter()) {
         tracing::warn!("{warning}");
@@ -105,42 +144,47 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
             "sealed secrets loaded"
         );
     }
-    let outcome = run(command, &settings);
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(command(&settings)));
+    finish(
+        outcome,
+        Some(Log {
+            guard,
+            errors: true,
+        }),
+    )
+}
+
+/// The log of a running command.
+struct Log {
+    /// Flushes the log when dropped.
+    guard: telemetry::Guard,
+    /// Whether an error also goes into the log (besides stderr).
+    errors: bool,
+}
+
+/// The one way every command ends: the error, if any, is classified, logged with its code when
+/// the command logs its errors, the log flushed, and the error printed last on stderr. `log`
+/// is `None` when the command failed before telemetry was up.
+fn finish(outcome: anyhow::Result<()>, log: Option<Log>) -> ExitCode {
     let code = match &outcome {
         Ok(()) => ExitCode::Ok,
-        Err(err) => {
-            let code = exit::classify(err);
-            tracing::error!(exit_code = code.code(), "{err:#}");
-            code
-        }
+        Err(err) => exit::classify(err),
     };
-    // Flush every buffered log line before the process ends.
-    drop(guard);
+    if let Some(log) = log {
+        if let Err(err) = &outcome
+            && log.errors
+        {
+            tracing::error!(exit_code = code.code(), "{err:#}");
+        }
+        // Flush every buffered log line before the process ends.
+        drop(log.guard);
+    }
     if let Err(err) = &outcome {
         eprintln!("error: {err:#}");
     }
-    code.into()
-}
-
-fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        match command {
-            Command::WaitDb(args) => wait_db::run(args, settings).await,
-            Command::Config(args) => config::run(args, settings).await,
-            Command::Serve(args) => serve::run(args, settings).await,
-            Command::Healthcheck(args) => healthcheck::run(args, settings).await,
-            Command::Openapi(args) => openapi::run(args, settings).await,
-            Command::Seal(args) => seal::run(args),
-            Command::Migrate(args) => migrate::run(args, settings).await,
-        }
-    })
-}
-
-/// Reports an error that happened before telemetry existed.
-fn fail(err: &anyhow::Error) -> std::process::ExitCode {
-    eprintln!("error: {err:#}");
-    exit::classify(err).into()
+    code
 }

@@ -11,8 +11,7 @@ use anyhow::bail;
 
 pub use args::*;
 
-use crate::config::LogFormat;
-use crate::exit::{ExitCode, HasExitCode, coded};
+use super::exit::{ExitCode, coded};
 use crate::secrets::{
     self, Identities, Passphrase, RecipientEntry, SealedError, SealedFile, identity, recipient,
     tmpfs, value,
@@ -28,21 +27,6 @@ Examples:
   app seal verify deploy/prod/secrets.yaml -i ~/.config/discbaboons/recovery.key
 
 The file is safe to commit; see docs/secrets.md. LOG_LEVEL sets the log level (default warn).";
-
-/// Runs `app seal` with a stderr log of its own (`LOG_LEVEL`, default `warn`).
-pub(super) fn main(args: Args) -> std::process::ExitCode {
-    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into());
-    let guard = match crate::telemetry::init(&level, LogFormat::Pretty, None) {
-        Ok(guard) => guard,
-        Err(err) => return super::fail(&err.into()),
-    };
-    let outcome = run(args);
-    drop(guard);
-    match outcome {
-        Ok(()) => ExitCode::Ok.into(),
-        Err(err) => super::fail(&err),
-    }
-}
 
 /// Runs one `app seal` subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -220,7 +204,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             Ok(_) => println!("{key}: ok"),
             Err(err) => {
                 failed += 1;
-                let code = err.exit_code();
+                let code = ExitCode::from(&err);
                 println!("{key}: FAILED (exit {code}): {}", chain(&err));
                 first_error.get_or_insert(err);
             }

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use figment::Figment;
 use figment::error::{Actual, Kind};
 
-use crate::exit::{ExitCode, HasExitCode};
-
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,12 +39,9 @@ pub enum ConfigError {
         /// The URL with the password replaced by `****`.
         masked: String,
     },
-}
-
-impl HasExitCode for ConfigError {
-    fn exit_code(&self) -> ExitCode {
-        ExitCode::Config
-    }
+    /// The log filter or the log directory cannot be used.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 impl ConfigError {

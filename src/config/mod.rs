@@ -24,6 +24,9 @@ pub use database::{DatabaseSettings, SslMode, mask_url};
 pub use error::ConfigError;
 pub use secret::{SecretString, redact};
 
+/// The type of `log.format`, owned by the logging it configures.
+pub use crate::telemetry::LogFormat;
+
 /// Which deployment this is; chooses defaults such as the log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -92,16 +95,6 @@ pub struct HttpSettings {
     pub shutdown_timeout: Duration,
     /// Base URL of a running server, for `app healthcheck` (default: this listener on loopback).
     pub healthcheck_url: Option<String>,
-}
-
-/// Output format of log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable, coloured on a terminal (dev default).
-    Pretty,
-    /// One JSON object per line (prod default).
-    Json,
 }
 
 /// Logging.

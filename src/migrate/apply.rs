@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::MigrateError;
 use super::error::SqlFailure;
-use super::history::{self, NewRow};
+use super::history::{self, Kind, NewRow};
 use super::script::Migration;
 use super::split::Statement;
 
@@ -31,7 +31,7 @@ pub async fn apply(
     let row = |ms: i32, success: bool| NewRow {
         version: m.version.as_str(),
         description: &m.description,
-        kind: "SQL",
+        kind: Kind::Sql,
         script: &m.script,
         checksum: Some(m.checksum),
         execution_time: ms,

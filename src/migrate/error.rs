@@ -1,9 +1,7 @@
-//! Everything `migrate` can fail with, each with its exit code.
+//! Everything `migrate` can fail with, one variant per thing an operator does about it.
 
 use std::path::PathBuf;
 use std::time::Duration;
-
-use crate::exit::{ExitCode, HasExitCode};
 
 /// Why migrating (or checking the schema) failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,29 +128,6 @@ pub enum MigrateError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-}
-
-impl HasExitCode for MigrateError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            MigrateError::InvalidScript { .. }
-            | MigrateError::DuplicateVersion { .. }
-            | MigrateError::MixedScript { .. }
-            | MigrateError::Location { .. } => ExitCode::MigrationInvalid,
-            MigrateError::BadVersion { .. } => ExitCode::Usage,
-            MigrateError::Validation { .. }
-            | MigrateError::NonEmptySchema { .. }
-            | MigrateError::BaselineRefused { .. } => ExitCode::MigrationValidation,
-            MigrateError::FailedInHistory { .. } => ExitCode::MigrationHistoryFailed,
-            MigrateError::Failed(_) => ExitCode::MigrationFailed,
-            MigrateError::LockTimeout { .. } => ExitCode::MigrationLockTimeout,
-            MigrateError::Outdated { .. } => ExitCode::SchemaOutdated,
-            MigrateError::Database(e) if crate::db::is_unavailable(e) => {
-                ExitCode::DatabaseUnavailable
-            }
-            MigrateError::Database(_) => ExitCode::Failure,
-        }
-    }
 }
 
 /// Where and how a migration's SQL failed.

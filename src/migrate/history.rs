@@ -23,6 +23,65 @@ pub fn qualified(schema: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(TABLE))
 }
 
+/// The `type` column: what a history row records. Stored as Flyway's text; the kinds we
+/// never write (`JDBC`, `UNDO_SQL`, `SQL_BASELINE`, ...) are kept as read, so `info` shows
+/// them and nothing is lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `SQL`: a versioned SQL migration, the only kind `app migrate` applies.
+    Sql,
+    /// `BASELINE`: the schema was taken as it stood up to this version.
+    Baseline,
+    /// `SCHEMA`: Flyway's marker that it created the schema; carries no version.
+    Schema,
+    /// `DELETE`: Flyway's `repair` took the version back out.
+    Delete,
+    /// Any other kind, as stored.
+    Other(String),
+}
+
+impl Kind {
+    /// The text in the `type` column.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Kind::Sql => "SQL",
+            Kind::Baseline => "BASELINE",
+            Kind::Schema => "SCHEMA",
+            Kind::Delete => "DELETE",
+            Kind::Other(other) => other,
+        }
+    }
+
+    /// Whether the row records a baseline (`BASELINE`, `SQL_BASELINE`, `JDBC_BASELINE`).
+    pub fn is_baseline(&self) -> bool {
+        self.as_str().ends_with("BASELINE")
+    }
+
+    /// Whether the row takes its version back out (`DELETE`, `UNDO_SQL`, `UNDO_JDBC`, ...),
+    /// as Flyway's `repair` and `undo` mean them to.
+    pub fn is_removal(&self) -> bool {
+        matches!(self, Kind::Delete) || self.as_str().starts_with("UNDO")
+    }
+}
+
+impl From<String> for Kind {
+    fn from(text: String) -> Self {
+        match text.as_str() {
+            "SQL" => Kind::Sql,
+            "BASELINE" => Kind::Baseline,
+            "SCHEMA" => Kind::Schema,
+            "DELETE" => Kind::Delete,
+            _ => Kind::Other(text),
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One row of the history, as stored.
 #[derive(Debug, Clone)]
 pub struct HistoryRow {
@@ -32,8 +91,8 @@ pub struct HistoryRow {
     pub version: Option<String>,
     /// From the file name.
     pub description: String,
-    /// `SQL`, `BASELINE`, `SCHEMA`, `DELETE`, `JDBC`, `UNDO_SQL`, ...
-    pub kind: String,
+    /// What the row records.
+    pub kind: Kind,
     /// The file name.
     pub script: String,
     /// Flyway's checksum; null for baselines.
@@ -56,7 +115,7 @@ impl HistoryRow {
 
     /// Whether this row records a baseline (`BASELINE`, `SQL_BASELINE`, `JDBC_BASELINE`).
     pub fn is_baseline(&self) -> bool {
-        self.kind.ends_with("BASELINE")
+        self.kind.is_baseline()
     }
 }
 
@@ -151,7 +210,7 @@ pub async fn read(conn: &mut PgConnection, schema: &str) -> Result<Vec<HistoryRo
                 installed_rank: r.try_get("installed_rank")?,
                 version: r.try_get("version")?,
                 description: r.try_get("description")?,
-                kind: r.try_get("type")?,
+                kind: Kind::from(r.try_get::<String, _>("type")?),
                 script: r.try_get("script")?,
                 checksum: r.try_get("checksum")?,
                 installed_by: r.try_get("installed_by")?,
@@ -170,8 +229,8 @@ pub struct NewRow<'a> {
     pub version: &'a str,
     /// Description.
     pub description: &'a str,
-    /// `SQL` or `BASELINE`.
-    pub kind: &'a str,
+    /// [`Kind::Sql`] or [`Kind::Baseline`].
+    pub kind: Kind,
     /// File name, or `<< Flyway Baseline >>`.
     pub script: &'a str,
     /// Checksum; none for a baseline.
@@ -199,7 +258,7 @@ pub async fn insert(
     sqlx::query(AssertSqlSafe(sql))
         .bind(row.version)
         .bind(truncate(row.description, 200))
-        .bind(row.kind)
+        .bind(row.kind.as_str())
         .bind(row.script)
         .bind(row.checksum)
         .bind(row.execution_time)

@@ -26,7 +26,7 @@ use sqlx::PgConnection;
 
 pub use checksum::checksum;
 pub use error::{MigrateError, SqlFailure};
-pub use history::{BASELINE_DESCRIPTION, HistoryRow};
+pub use history::{BASELINE_DESCRIPTION, HistoryRow, Kind};
 pub use lock::flyway_key;
 pub use plan::{Line, Plan, State};
 pub use script::Migration;
@@ -53,7 +53,7 @@ impl SchemaStatus {
     }
 
     /// `Ok` when current, else [`MigrateError::Outdated`] telling the operator to run
-    /// `app migrate` (exit code [`crate::exit::ExitCode::SchemaOutdated`]).
+    /// `app migrate` first: the server refuses to start on an older schema.
     pub fn ensure_current(&self) -> Result<(), MigrateError> {
         if self.is_current() {
             return Ok(());
@@ -76,7 +76,7 @@ pub async fn schema_status(conn: &mut PgConnection) -> Result<SchemaStatus, Migr
         .lines
         .iter()
         .filter(|l| {
-            l.kind == "SQL"
+            l.kind == Kind::Sql
                 && matches!(l.state, State::Pending | State::Failed | State::Ignored)
                 && migrations.all().iter().any(|m| m.script == l.script)
         })
@@ -319,7 +319,7 @@ async fn baseline_locked(
 ) -> Result<bool, MigrateError> {
     if history::exists(conn, schema).await? {
         let rows = read_history(conn, schema).await?;
-        let relevant: Vec<&HistoryRow> = rows.iter().filter(|r| r.kind != "SCHEMA").collect();
+        let relevant: Vec<&HistoryRow> = rows.iter().filter(|r| r.kind != Kind::Schema).collect();
         match relevant.as_slice() {
             [] => {}
             [only] if only.is_baseline() && only.parsed_version().as_ref() == Some(version) => {
@@ -350,7 +350,7 @@ async fn insert_baseline(
     let row = history::NewRow {
         version,
         description: BASELINE_DESCRIPTION,
-        kind: "BASELINE",
+        kind: Kind::Baseline,
         script: BASELINE_DESCRIPTION,
         checksum: None,
         execution_time: 0,
@@ -365,7 +365,7 @@ fn dry_baseline_row(version: &str) -> HistoryRow {
         installed_rank: 1,
         version: Some(version.to_owned()),
         description: BASELINE_DESCRIPTION.into(),
-        kind: "BASELINE".into(),
+        kind: Kind::Baseline,
         script: BASELINE_DESCRIPTION.into(),
         checksum: None,
         installed_by: String::new(),

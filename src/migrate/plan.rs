@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 
-use super::history::HistoryRow;
+use super::history::{HistoryRow, Kind};
 use super::script::Migration;
 use super::source::Migrations;
 use super::version::Version;
@@ -58,8 +58,8 @@ pub struct Line {
     pub version: String,
     /// Description.
     pub description: String,
-    /// History row type, or `SQL` for a file not applied yet.
-    pub kind: String,
+    /// History row type, or [`Kind::Sql`] for a file not applied yet.
+    pub kind: Kind,
     /// The file name.
     pub script: String,
     /// When it was applied.
@@ -108,7 +108,7 @@ pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Ver
         let Some(version) = row.parsed_version() else {
             continue; // SCHEMA markers and repeatable migrations carry no version.
         };
-        if row.kind == "DELETE" || row.kind.starts_with("UNDO") {
+        if row.kind.is_removal() {
             applied.remove(&VersionKey(version));
         } else if row.is_baseline() {
             baseline = Some(row);
@@ -177,7 +177,7 @@ pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Ver
         out.lines.push(Line {
             version: m.version.to_string(),
             description: m.description.clone(),
-            kind: "SQL".into(),
+            kind: Kind::Sql,
             script: m.script.clone(),
             installed_on: None,
             state,
@@ -235,7 +235,7 @@ fn check_applied(m: &Migration, row: &HistoryRow, problems: &mut Vec<String>) ->
             m.script, m.version, row.description, m.description
         ));
     }
-    if row.kind != "SQL" {
+    if row.kind != Kind::Sql {
         ok = false;
         problems.push(format!(
             "{}: type mismatch for version {}: applied as {}, the file is SQL",
@@ -286,7 +286,7 @@ mod tests {
     fn row(
         rank: i32,
         version: &str,
-        kind: &str,
+        kind: Kind,
         m: Option<&Migration>,
         success: bool,
     ) -> HistoryRow {
@@ -294,7 +294,7 @@ mod tests {
             installed_rank: rank,
             version: Some(version.into()),
             description: m.map_or("x".into(), |m| m.description.clone()),
-            kind: kind.into(),
+            kind,
             script: m.map_or(format!("V{version}__x.sql"), |m| m.script.clone()),
             checksum: m.map(|m| m.checksum),
             installed_by: "me".into(),
@@ -315,7 +315,7 @@ mod tests {
     #[test]
     fn baseline_hides_older_versions_and_target_limits() {
         let m = migrations(&["V1__old.sql", "V2__a.sql", "V3__b.sql"]);
-        let history = [row(1, "1", "BASELINE", None, true)];
+        let history = [row(1, "1", Kind::Baseline, None, true)];
         let p = plan(&m, &history, Some(&Version::parse("2").unwrap()));
         assert_eq!(p.pending, [1]);
         let states: Vec<State> = p.lines.iter().map(|l| l.state).collect();
@@ -325,12 +325,12 @@ mod tests {
     #[test]
     fn edits_missing_and_out_of_order_are_problems() {
         let m = migrations(&["V2__a.sql", "V3__b.sql", "V4__c.sql"]);
-        let mut edited = row(1, "2", "SQL", Some(&m.all()[0]), true);
+        let mut edited = row(1, "2", Kind::Sql, Some(&m.all()[0]), true);
         edited.checksum = Some(12345);
         let history = [
             edited,
-            row(2, "2.5", "SQL", None, true),
-            row(3, "4", "SQL", Some(&m.all()[2]), true),
+            row(2, "2.5", Kind::Sql, None, true),
+            row(3, "4", Kind::Sql, Some(&m.all()[2]), true),
         ];
         let p = plan(&m, &history, None);
         let all = p.problems.join("\n");
@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn a_renamed_description_is_a_problem() {
         let m = migrations(&["V2__new_name.sql"]);
-        let mut r = row(1, "2", "SQL", Some(&m.all()[0]), true);
+        let mut r = row(1, "2", Kind::Sql, Some(&m.all()[0]), true);
         r.description = "old name".into();
         let p = plan(&m, &[r], None);
         assert_eq!(p.problems.len(), 1);
@@ -361,14 +361,14 @@ mod tests {
     fn future_rows_are_noted_not_problems_and_failed_rows_block() {
         let m = migrations(&["V2__a.sql"]);
         let history = [
-            row(1, "2", "SQL", Some(&m.all()[0]), true),
-            row(2, "7", "SQL", None, true),
+            row(1, "2", Kind::Sql, Some(&m.all()[0]), true),
+            row(2, "7", Kind::Sql, None, true),
         ];
         let p = plan(&m, &history, None);
         assert_eq!(p.future, ["7"]);
         assert!(p.problems.is_empty() && p.pending.is_empty());
 
-        let history = [row(1, "2", "SQL", Some(&m.all()[0]), false)];
+        let history = [row(1, "2", Kind::Sql, Some(&m.all()[0]), false)];
         let p = plan(&m, &history, None);
         assert_eq!(p.failed.len(), 1);
         assert!(p.pending.is_empty());
@@ -377,10 +377,10 @@ mod tests {
     #[test]
     fn flyway_schema_markers_and_repeatables_are_tolerated() {
         let m = migrations(&["V2__a.sql"]);
-        let mut schema = row(0, "x", "SCHEMA", None, true);
+        let mut schema = row(0, "x", Kind::Schema, None, true);
         schema.version = None;
         schema.script = "\"public\"".into();
-        let mut repeatable = row(1, "x", "SQL", None, true);
+        let mut repeatable = row(1, "x", Kind::Sql, None, true);
         repeatable.version = None;
         let p = plan(&m, &[schema, repeatable], None);
         assert_eq!(p.pending, [0]);
@@ -390,7 +390,7 @@ mod tests {
     #[test]
     fn versions_match_numerically_and_deletes_undo_rows() {
         let m = migrations(&["V1.0__a.sql"]);
-        let mut r = row(1, "1", "SQL", Some(&m.all()[0]), true);
+        let mut r = row(1, "1", Kind::Sql, Some(&m.all()[0]), true);
         r.version = Some("1".into());
         let p = plan(&m, &[r.clone()], None);
         assert!(
@@ -401,7 +401,7 @@ mod tests {
 
         let mut deleted = r.clone();
         deleted.installed_rank = 2;
-        deleted.kind = "DELETE".into();
+        deleted.kind = Kind::Delete;
         let p = plan(&m, &[r, deleted], None);
         assert_eq!(p.pending, [0]);
     }

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::exit::{ExitCode, HasExitCode};
-
 /// Why a sealed file, an identity or a command could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SealedError {
@@ -153,37 +151,6 @@ pub enum ValueError {
     /// The plaintext is not UTF-8 text.
     #[error("the decrypted value is not UTF-8 text")]
     NotText,
-}
-
-impl HasExitCode for SealedError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            SealedError::Malformed { .. } => ExitCode::SealedMalformed,
-            SealedError::FileMissing { .. } | SealedError::KeyMissing { .. } => {
-                ExitCode::SealedRefused
-            }
-            SealedError::Value { error, .. } => error.exit_code(),
-            SealedError::NoIdentity { .. } | SealedError::BadIdentity { .. } => {
-                ExitCode::IdentityMissing
-            }
-            SealedError::BadRecipient { .. } | SealedError::BadName { .. } => ExitCode::Usage,
-            SealedError::Refused(_) => ExitCode::SealedRefused,
-            SealedError::Io { .. } => ExitCode::Failure,
-        }
-    }
-}
-
-impl HasExitCode for ValueError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            ValueError::Malformed(_) | ValueError::NotText => ExitCode::SealedMalformed,
-            ValueError::NoMatchingIdentity { .. } => ExitCode::IdentityMismatch,
-            ValueError::Tampered => ExitCode::SealedTampered,
-            ValueError::IdentityLocked => ExitCode::IdentityMissing,
-            ValueError::Unbound | ValueError::WrongKey { .. } => ExitCode::SealedWrongKey,
-            ValueError::WrongContext { .. } => ExitCode::SealedWrongContext,
-        }
-    }
 }
 
 impl SealedError {

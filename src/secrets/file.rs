@@ -86,7 +86,7 @@ impl SealedFile {
                 ),
             });
         }
-        // Binary garbage is a malformed file (exit 20), not an I/O error (exit 1).
+        // Binary garbage is a malformed file, not an I/O error.
         let text = String::from_utf8(bytes).map_err(|e| SealedError::Malformed {
             file: path.to_owned(),
             reason: format!(

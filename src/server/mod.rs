@@ -28,7 +28,6 @@ use poem::{EndpointExt, Route};
 use crate::api::{self, ApiError, AppState, Readiness, State};
 use crate::auth::{JwtKeys, PasswordHasher, WeakSecret};
 use crate::config::Settings;
-use crate::exit::{ExitCode, HasExitCode};
 use crate::migrate::MigrateError;
 
 pub use metrics::Metrics;
@@ -56,16 +55,6 @@ pub enum StartError {
     /// The schema is older than this binary's migrations.
     #[error(transparent)]
     Schema(#[from] MigrateError),
-}
-
-impl HasExitCode for StartError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            StartError::Config(e) => e.exit_code(),
-            StartError::Schema(e) => e.exit_code(),
-            _ => ExitCode::ServeStartup,
-        }
-    }
 }
 
 /// A server with its listeners bound, ready to [`Server::run`].

@@ -180,7 +180,10 @@ async fn prod_refuses_a_missing_or_weak_jwt_secret() {
             Ok(_) => panic!("prod started with secret {secret:?}"),
             Err(err) => anyhow::Error::from(err),
         };
-        assert_eq!(app::exit::classify(&err), app::exit::ExitCode::ServeStartup);
+        assert_eq!(
+            app::cli::exit::classify(&err),
+            app::cli::exit::ExitCode::ServeStartup
+        );
         let message = format!("{err:#}");
         assert!(message.contains("32 bytes"), "{message}");
         assert!(

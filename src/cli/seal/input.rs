@@ -6,8 +6,8 @@ use std::io::{IsTerminal, Read};
 use anyhow::{Context, bail};
 use zeroize::Zeroizing;
 
+use crate::cli::exit::{ExitCode, coded};
 use crate::config::SecretString;
-use crate::exit::{ExitCode, coded};
 use crate::secrets;
 
 /// Values for `set`: `--from-file` first, then the positional keys from a prompt or stdin.

@@ -101,7 +101,7 @@ fn an_up_to_date_schema_needs_no_lock() {
 
 #[tokio::test]
 async fn the_lock_is_released_on_success_and_on_every_failure() {
-    use app::exit::{ExitCode, HasExitCode};
+    use app::cli::exit::ExitCode;
     use app::migrate::{Migrations, migrate};
     use sqlx::Connection;
 
@@ -111,7 +111,7 @@ async fn the_lock_is_released_on_success_and_on_every_failure() {
 
     let failing = Migrations::from_dir(&fixture("failing")).unwrap();
     let err = migrate(&mut conn, &failing, &opts).await.unwrap_err();
-    assert_eq!(err.exit_code(), ExitCode::MigrationFailed, "{err}");
+    assert_eq!(ExitCode::from(&err), ExitCode::MigrationFailed, "{err}");
     assert_eq!(
         locks_held(&mut conn).await,
         0,
@@ -125,7 +125,7 @@ async fn the_lock_is_released_on_success_and_on_every_failure() {
     )])
     .unwrap();
     let err = migrate(&mut conn, &other, &opts).await.unwrap_err();
-    assert_eq!(err.exit_code(), ExitCode::MigrationValidation, "{err}");
+    assert_eq!(ExitCode::from(&err), ExitCode::MigrationValidation, "{err}");
     assert_eq!(
         locks_held(&mut conn).await,
         0,

@@ -289,7 +289,7 @@ fn dry_run_and_target_change_only_what_they_say() {
 
 #[tokio::test]
 async fn schema_status_tells_serve_whether_to_start() {
-    use app::exit::{ExitCode, HasExitCode};
+    use app::cli::exit::ExitCode;
     use app::migrate::{Migrations, migrate, schema_status};
     use sqlx::Connection;
 
@@ -301,7 +301,7 @@ async fn schema_status_tells_serve_whether_to_start() {
     assert_eq!(status.latest, "5");
     assert_eq!(status.pending, ["2", "3", "4", "5"]);
     let err = status.ensure_current().unwrap_err();
-    assert_eq!(err.exit_code(), ExitCode::SchemaOutdated);
+    assert_eq!(ExitCode::from(&err), ExitCode::SchemaOutdated);
     assert!(err.to_string().contains("run `app migrate`"), "{err}");
 
     let mut opts = options(Duration::from_secs(5));

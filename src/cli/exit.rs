@@ -1,0 +1,441 @@
+//! The process exit codes, and the one place that decides them. They are part of the
+//! interface (init containers, scripts and humans branch on them), so they live in one enum
+//! here and in one table in the README, and a test keeps the two equal.
+//!
+//! Library errors know nothing of exit codes (as in uv and ripgrep): each library error type
+//! gets one exhaustive `match` here, so a variant nobody mapped does not compile. [`classify`]
+//! walks an `anyhow` chain and returns the code of the outermost error it knows; anything else
+//! is a plain failure (1).
+
+use std::fmt;
+
+use crate::auth::WeakSecret;
+use crate::config::ConfigError;
+use crate::db::{NotReady, WaitError};
+use crate::migrate::MigrateError;
+use crate::secrets::{SealedError, ValueError};
+use crate::server::StartError;
+use crate::telemetry::TelemetryError;
+
+/// Every exit code `app` uses. Values are stable: never renumber, only add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// An unexpected error: a bug, or an I/O error with no better classification. Also what
+    /// `app healthcheck` answers for "not ready": Docker's `HEALTHCHECK` knows only 0 and 1.
+    Failure = 1,
+    /// The command line is wrong (clap's own code for usage errors).
+    Usage = 2,
+    /// The configuration is invalid: file, environment, database URL or a setting's value.
+    Config = 3,
+    /// The database could not be reached or did not become ready in time.
+    DatabaseUnavailable = 4,
+    /// The database refused our credentials (wrong user or password, pg_hba.conf).
+    DatabaseAuth = 5,
+
+    /// `migrate validate` (or the validation before `migrate`) found a mismatch: checksum,
+    /// description, a missing migration.
+    MigrationValidation = 10,
+    /// A migration's SQL failed; it was rolled back and no history row was written.
+    MigrationFailed = 11,
+    /// Another migrator held the lock for longer than the lock timeout.
+    MigrationLockTimeout = 12,
+    /// The schema is older than this binary's migrations: run `app migrate` first.
+    SchemaOutdated = 13,
+    /// The history holds a failed migration (left by Flyway or a crash) that needs repair.
+    MigrationHistoryFailed = 14,
+    /// A migration file is unusable: bad name, not UTF-8, mixes transactional and
+    /// non-transactional statements.
+    MigrationInvalid = 15,
+
+    /// The sealed secrets file is malformed (not YAML, bad armor, unknown version, duplicate key).
+    SealedMalformed = 20,
+    /// No identity (private key) was found, or it could not be read.
+    IdentityMissing = 21,
+    /// None of the identities can decrypt a value: wrong key, or not re-sealed after rotation.
+    IdentityMismatch = 22,
+    /// A value failed age's integrity check: the ciphertext was altered.
+    SealedTampered = 23,
+    /// A value is bound to another key name: values were swapped or copied between keys.
+    SealedWrongKey = 24,
+    /// A value is bound to another context: copied from another environment's file.
+    SealedWrongContext = 25,
+    /// A sealed key is missing, or an operation was refused to protect plaintext.
+    SealedRefused = 26,
+
+    /// The server could not start: port in use, weak JWT secret in prod, and the like.
+    ServeStartup = 30,
+}
+
+impl ExitCode {
+    /// Every exit code, in numeric order. The test `all_lists_every_variant` matches on the
+    /// enum exhaustively, so a new variant does not compile until it is listed there and here.
+    pub const ALL: [ExitCode; 20] = [
+        ExitCode::Ok,
+        ExitCode::Failure,
+        ExitCode::Usage,
+        ExitCode::Config,
+        ExitCode::DatabaseUnavailable,
+        ExitCode::DatabaseAuth,
+        ExitCode::MigrationValidation,
+        ExitCode::MigrationFailed,
+        ExitCode::MigrationLockTimeout,
+        ExitCode::SchemaOutdated,
+        ExitCode::MigrationHistoryFailed,
+        ExitCode::MigrationInvalid,
+        ExitCode::SealedMalformed,
+        ExitCode::IdentityMissing,
+        ExitCode::IdentityMismatch,
+        ExitCode::SealedTampered,
+        ExitCode::SealedWrongKey,
+        ExitCode::SealedWrongContext,
+        ExitCode::SealedRefused,
+        ExitCode::ServeStartup,
+    ];
+
+    /// The numeric code handed to the operating system.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
+    }
+}
+
+impl From<&ConfigError> for ExitCode {
+    fn from(err: &ConfigError) -> Self {
+        match err {
+            ConfigError::FileMissing(_)
+            | ConfigError::Figment(_)
+            | ConfigError::Invalid { .. }
+            | ConfigError::DatabaseUrl { .. }
+            | ConfigError::Telemetry(_) => ExitCode::Config,
+        }
+    }
+}
+
+impl From<&TelemetryError> for ExitCode {
+    fn from(err: &TelemetryError) -> Self {
+        match err {
+            // Both are settings (`log.level`, `log.dir`) or `LOG_LEVEL`.
+            TelemetryError::Filter { .. } | TelemetryError::Dir { .. } => ExitCode::Config,
+        }
+    }
+}
+
+impl From<&NotReady> for ExitCode {
+    /// What a final failed attempt to reach the database means.
+    fn from(reason: &NotReady) -> Self {
+        match reason {
+            NotReady::AuthFailed(_) | NotReady::NotAllowed(_) => ExitCode::DatabaseAuth,
+            NotReady::ConnectionRefused
+            | NotReady::Dns(_)
+            | NotReady::Timeout
+            | NotReady::DatabaseMissing(_)
+            | NotReady::StartingUp
+            | NotReady::TooManyConnections
+            | NotReady::Tls(_)
+            | NotReady::Other(_) => ExitCode::DatabaseUnavailable,
+        }
+    }
+}
+
+impl From<&WaitError> for ExitCode {
+    fn from(err: &WaitError) -> Self {
+        match err {
+            // A timeout is "unavailable" whatever the last reason was: the reason is in the
+            // message, and init-container tooling branches on the timeout.
+            WaitError::Timeout { .. } => ExitCode::DatabaseUnavailable,
+            WaitError::Unreachable { reason, .. } => reason.into(),
+        }
+    }
+}
+
+impl From<&MigrateError> for ExitCode {
+    fn from(err: &MigrateError) -> Self {
+        match err {
+            MigrateError::InvalidScript { .. }
+            | MigrateError::DuplicateVersion { .. }
+            | MigrateError::MixedScript { .. }
+            | MigrateError::Location { .. } => ExitCode::MigrationInvalid,
+            MigrateError::BadVersion { .. } => ExitCode::Usage,
+            MigrateError::Validation { .. }
+            | MigrateError::NonEmptySchema { .. }
+            | MigrateError::BaselineRefused { .. } => ExitCode::MigrationValidation,
+            MigrateError::FailedInHistory { .. } => ExitCode::MigrationHistoryFailed,
+            MigrateError::Failed(_) => ExitCode::MigrationFailed,
+            MigrateError::LockTimeout { .. } => ExitCode::MigrationLockTimeout,
+            MigrateError::Outdated { .. } => ExitCode::SchemaOutdated,
+            MigrateError::Database(e) if crate::db::is_unavailable(e) => {
+                ExitCode::DatabaseUnavailable
+            }
+            MigrateError::Database(_) => ExitCode::Failure,
+        }
+    }
+}
+
+impl From<&SealedError> for ExitCode {
+    fn from(err: &SealedError) -> Self {
+        match err {
+            SealedError::Malformed { .. } => ExitCode::SealedMalformed,
+            SealedError::FileMissing { .. } | SealedError::KeyMissing { .. } => {
+                ExitCode::SealedRefused
+            }
+            SealedError::Value { error, .. } => error.into(),
+            SealedError::NoIdentity { .. } | SealedError::BadIdentity { .. } => {
+                ExitCode::IdentityMissing
+            }
+            SealedError::BadRecipient { .. } | SealedError::BadName { .. } => ExitCode::Usage,
+            SealedError::Refused(_) => ExitCode::SealedRefused,
+            SealedError::Io { .. } => ExitCode::Failure,
+        }
+    }
+}
+
+impl From<&ValueError> for ExitCode {
+    fn from(err: &ValueError) -> Self {
+        match err {
+            ValueError::Malformed(_) | ValueError::NotText => ExitCode::SealedMalformed,
+            ValueError::NoMatchingIdentity { .. } => ExitCode::IdentityMismatch,
+            ValueError::Tampered => ExitCode::SealedTampered,
+            ValueError::IdentityLocked => ExitCode::IdentityMissing,
+            ValueError::Unbound | ValueError::WrongKey { .. } => ExitCode::SealedWrongKey,
+            ValueError::WrongContext { .. } => ExitCode::SealedWrongContext,
+        }
+    }
+}
+
+impl From<&WeakSecret> for ExitCode {
+    fn from(_: &WeakSecret) -> Self {
+        ExitCode::ServeStartup
+    }
+}
+
+impl From<&StartError> for ExitCode {
+    fn from(err: &StartError) -> Self {
+        match err {
+            StartError::Config(e) => e.into(),
+            StartError::Schema(e) => e.into(),
+            StartError::Bind { .. } | StartError::Jwt(_) => ExitCode::ServeStartup,
+        }
+    }
+}
+
+/// An error that carries its exit code explicitly, for CLI code with no library error to wrap.
+#[derive(Debug)]
+pub struct Coded {
+    /// The exit code.
+    pub code: ExitCode,
+    /// What went wrong, for the user.
+    pub message: String,
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// Shorthand for an `anyhow::Error` with an explicit exit code.
+pub fn coded(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Coded {
+        code,
+        message: message.into(),
+    })
+}
+
+/// Tries each listed error type against one link of an error chain.
+macro_rules! first_code {
+    ($cause:expr, $($ty:ty),+ $(,)?) => {
+        $(
+            if let Some(e) = $cause.downcast_ref::<$ty>() {
+                return Some(ExitCode::from(e));
+            }
+        )+
+    };
+}
+
+impl From<&Coded> for ExitCode {
+    fn from(err: &Coded) -> Self {
+        err.code
+    }
+}
+
+/// The code of one link of an error chain, if it is an error this file maps. Every type with a
+/// `From<&T> for ExitCode` above belongs in this list (the test `every_mapped_type_is_found`
+/// checks one value of each).
+fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
+    first_code!(
+        cause,
+        Coded,
+        ConfigError,
+        TelemetryError,
+        WaitError,
+        StartError,
+        WeakSecret,
+        SealedError,
+        ValueError,
+        MigrateError,
+    );
+    None
+}
+
+/// The exit code for an error that reached `main`: that of the outermost error in the chain
+/// that has one, else [`ExitCode::Failure`].
+pub fn classify(err: &anyhow::Error) -> ExitCode {
+    err.chain().find_map(code_of).unwrap_or(ExitCode::Failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_finds_a_code_under_context() {
+        let err = coded(ExitCode::SchemaOutdated, "schema is at V3").context("starting serve");
+        assert_eq!(classify(&err), ExitCode::SchemaOutdated);
+    }
+
+    #[test]
+    fn unclassified_errors_are_plain_failures() {
+        let err = anyhow::anyhow!("boom");
+        assert_eq!(classify(&err), ExitCode::Failure);
+    }
+
+    #[test]
+    fn every_mapped_type_is_found() {
+        let errors: Vec<(anyhow::Error, ExitCode)> = vec![
+            (
+                ConfigError::FileMissing("x.toml".into()).into(),
+                ExitCode::Config,
+            ),
+            (
+                TelemetryError::Filter {
+                    level: "x".into(),
+                    reason: "y".into(),
+                }
+                .into(),
+                ExitCode::Config,
+            ),
+            (
+                WaitError::Unreachable {
+                    target: "t".into(),
+                    reason: NotReady::AuthFailed("no".into()),
+                }
+                .into(),
+                ExitCode::DatabaseAuth,
+            ),
+            (
+                StartError::Schema(MigrateError::Validation { problems: vec![] }).into(),
+                ExitCode::MigrationValidation,
+            ),
+            (
+                SealedError::Refused("no".into()).into(),
+                ExitCode::SealedRefused,
+            ),
+            (ValueError::Tampered.into(), ExitCode::SealedTampered),
+            (
+                MigrateError::LockTimeout {
+                    waited: std::time::Duration::ZERO,
+                    holder: "h".into(),
+                }
+                .into(),
+                ExitCode::MigrationLockTimeout,
+            ),
+        ];
+        for (err, code) in errors {
+            let err = err.context("while testing");
+            assert_eq!(classify(&err), code, "{err:#}");
+        }
+        // WeakSecret has no public constructor; it reaches `main` inside StartError::Jwt.
+    }
+
+    #[test]
+    fn all_lists_every_variant() {
+        for (index, code) in ExitCode::ALL.into_iter().enumerate() {
+            // Exhaustive on purpose: a new variant does not compile until it is given its
+            // place here, and then this test fails until it is in ALL at that place too.
+            let position = match code {
+                ExitCode::Ok => 0,
+                ExitCode::Failure => 1,
+                ExitCode::Usage => 2,
+                ExitCode::Config => 3,
+                ExitCode::DatabaseUnavailable => 4,
+                ExitCode::DatabaseAuth => 5,
+                ExitCode::MigrationValidation => 6,
+                ExitCode::MigrationFailed => 7,
+                ExitCode::MigrationLockTimeout => 8,
+                ExitCode::SchemaOutdated => 9,
+                ExitCode::MigrationHistoryFailed => 10,
+                ExitCode::MigrationInvalid => 11,
+                ExitCode::SealedMalformed => 12,
+                ExitCode::IdentityMissing => 13,
+                ExitCode::IdentityMismatch => 14,
+                ExitCode::SealedTampered => 15,
+                ExitCode::SealedWrongKey => 16,
+                ExitCode::SealedWrongContext => 17,
+                ExitCode::SealedRefused => 18,
+                ExitCode::ServeStartup => 19,
+            };
+            assert_eq!(position, index, "{code:?} is out of place in ExitCode::ALL");
+        }
+        let mut codes: Vec<u8> = ExitCode::ALL.iter().map(|c| c.code()).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), ExitCode::ALL.len(), "ALL lists a code twice");
+        assert!(codes.is_sorted(), "ALL is in numeric order");
+    }
+
+    /// The `| code | meaning |` rows under the README's `## Exit codes`.
+    fn readme_codes() -> Vec<u8> {
+        const README: &str = include_str!("../../README.md");
+        let section = README
+            .split("\n## Exit codes\n")
+            .nth(1)
+            .expect("the README has a `## Exit codes` section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix('|'))
+            .filter_map(|row| row.split('|').next())
+            .filter_map(|cell| cell.trim().parse::<u8>().ok())
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_table_lists_exactly_the_enum() {
+        let table = readme_codes();
+        assert!(
+            !table.is_empty(),
+            "no rows found in the README's exit-code table"
+        );
+        for code in ExitCode::ALL {
+            assert!(
+                table.contains(&code.code()),
+                "exit code {code} ({code:?}) is missing from the README's table"
+            );
+        }
+        for row in &table {
+            assert!(
+                ExitCode::ALL.iter().any(|c| c.code() == *row),
+                "the README's table lists exit code {row}, which ExitCode does not have"
+            );
+        }
+        let mut unique = table.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), table.len(), "the README lists a code twice");
+    }
+}
