@@ -38,6 +38,9 @@ pub enum ExitCode {
     /// A migration file is unusable: bad name, not UTF-8, mixes transactional and
     /// non-transactional statements.
     MigrationInvalid = 15,
+    /// The live schema differs from what the migrations build: `repair`/`adopt` refused to
+    /// realign the history.
+    SchemaDrift = 16,
 
     /// The sealed secrets file is malformed (not YAML, bad armor, unknown version, duplicate key).
     SealedMalformed = 20,

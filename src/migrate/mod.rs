@@ -10,11 +10,13 @@
 //! PostgreSQL releases it with the connection.
 
 mod apply;
+mod catalog;
 mod checksum;
 mod error;
 mod history;
 mod lock;
 mod plan;
+mod repair;
 mod script;
 mod source;
 mod split;
@@ -28,7 +30,9 @@ pub use checksum::checksum;
 pub use error::{MigrateError, SqlFailure};
 pub use history::{BASELINE_DESCRIPTION, HistoryRow};
 pub use lock::flyway_key;
+pub use catalog::{Difference, ObjectKey};
 pub use plan::{Line, Plan, State};
+pub use repair::{Change, InvalidIndex, RepairOptions, RepairReport, repair};
 pub use script::Migration;
 pub use source::Migrations;
 pub use split::{Statement, split};
@@ -395,12 +399,25 @@ async fn server_version_num(conn: &mut PgConnection) -> Result<u32, MigrateError
     Ok(v.parse().unwrap_or(u32::MAX))
 }
 
-/// Names the session, so whoever waits for our lock sees who holds it.
+/// How often the migrator's backend checks that its client is still there while a
+/// statement runs (PostgreSQL 14+), so a killed migrator's session, and its lock, end within
+/// about this long instead of when the statement finishes.
+const CLIENT_CHECK_INTERVAL: &str = "1s";
+
+/// Names the session, so whoever waits for our lock sees who holds it, and makes it end
+/// promptly if this process dies (SIGKILL, node loss) in the middle of a statement.
 async fn label(conn: &mut PgConnection) -> Result<(), MigrateError> {
     // language=PostgreSQL
     sqlx::query("select set_config('application_name', 'app migrate', false)")
         .execute(&mut *conn)
         .await?;
+    if server_version_num(conn).await? >= 140_000 {
+        // language=PostgreSQL
+        sqlx::query("select set_config('client_connection_check_interval', $1, false)")
+            .bind(CLIENT_CHECK_INTERVAL)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
