@@ -164,8 +164,12 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                 tracing::info!(version = %version, "the schema is already baselined at {version}");
             }
         }
-        Some(Action::Repair(repair)) => run_repair(&mut conn, &migrations, repair, false, lock_timeout).await?,
-        Some(Action::Adopt(repair)) => run_repair(&mut conn, &migrations, repair, true, lock_timeout).await?,
+        Some(Action::Repair(repair)) => {
+            run_repair(&mut conn, &migrations, repair, false, lock_timeout).await?
+        }
+        Some(Action::Adopt(repair)) => {
+            run_repair(&mut conn, &migrations, repair, true, lock_timeout).await?
+        }
     }
     // The lock is already released; closing says goodbye to the server politely.
     let _ = sqlx::Connection::close(conn).await;

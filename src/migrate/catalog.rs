@@ -242,7 +242,10 @@ mod tests {
         let mut origins = Origins::default();
         let v2: Snapshot = [
             (key("column", "users.email"), "text null".to_owned()),
-            (key("column", "users.created_at"), "timestamp default now()".into()),
+            (
+                key("column", "users.created_at"),
+                "timestamp default now()".into(),
+            ),
         ]
         .into();
         origins.record(&Snapshot::new(), &v2, "V2__a.sql");

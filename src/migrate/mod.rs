@@ -26,11 +26,11 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
+pub use catalog::{Difference, ObjectKey};
 pub use checksum::checksum;
 pub use error::{MigrateError, SqlFailure};
 pub use history::{BASELINE_DESCRIPTION, HistoryRow};
 pub use lock::flyway_key;
-pub use catalog::{Difference, ObjectKey};
 pub use plan::{Line, Plan, State};
 pub use repair::{Change, InvalidIndex, RepairOptions, RepairReport, repair};
 pub use script::Migration;

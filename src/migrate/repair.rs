@@ -414,7 +414,11 @@ fn scratch_sql(sql: &str, kind: Kind) -> Option<String> {
         Kind::NonTransactional("create/drop index concurrently") => {
             // The same index without `concurrently`, which a transaction allows.
             let at = sql.to_ascii_lowercase().find("concurrently")?;
-            Some(format!("{}{}", &sql[..at], &sql[at + "concurrently".len()..]))
+            Some(format!(
+                "{}{}",
+                &sql[..at],
+                &sql[at + "concurrently".len()..]
+            ))
         }
         // vacuum, reindex, alter system, databases, tablespaces, subscriptions, discard:
         // nothing in the schema to compare, and nothing that should run twice.
@@ -519,7 +523,13 @@ mod tests {
         .unwrap()
     }
 
-    fn row(rank: i32, version: &str, kind: &str, checksum: Option<i32>, success: bool) -> HistoryRow {
+    fn row(
+        rank: i32,
+        version: &str,
+        kind: &str,
+        checksum: Option<i32>,
+        success: bool,
+    ) -> HistoryRow {
         HistoryRow {
             installed_rank: rank,
             version: Some(version.into()),
@@ -546,7 +556,10 @@ mod tests {
         let changes = plan_changes(&m, &rows);
         let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
         assert_eq!(changes.len(), 2, "{text:#?}");
-        assert!(text[0].starts_with("version 1: V1__x.sql has no file"), "{text:#?}");
+        assert!(
+            text[0].starts_with("version 1: V1__x.sql has no file"),
+            "{text:#?}"
+        );
         assert_eq!(
             text[1],
             format!("version 2: realign checksum 8 -> {}", m.all()[0].checksum)
@@ -587,6 +600,9 @@ mod tests {
             scratch_sql("create index CONCURRENTLY i on t (c)", k).as_deref(),
             Some("create index  i on t (c)")
         );
-        assert_eq!(scratch_sql("vacuum t", Kind::NonTransactional("vacuum")), None);
+        assert_eq!(
+            scratch_sql("vacuum t", Kind::NonTransactional("vacuum")),
+            None
+        );
     }
 }

@@ -53,7 +53,10 @@ fn the_seed_history_is_refused_naming_repair_then_repaired_and_adopted() {
         let text = output_text(&out);
         assert!(out.status.success(), "{case}: {text}");
         let printed = stdout(&out);
-        assert!(printed.contains("is what the migrations build"), "{case}: {printed}");
+        assert!(
+            printed.contains("is what the migrations build"),
+            "{case}: {printed}"
+        );
         for version in 2..=5 {
             assert!(
                 printed.contains(&format!("would change version {version}: realign checksum")),
@@ -65,7 +68,11 @@ fn the_seed_history_is_refused_naming_repair_then_repaired_and_adopted() {
             !v1_as_baseline,
             "{case}: {printed}"
         );
-        assert_eq!(history(&db), before, "{case}: the dry run changed the history");
+        assert_eq!(
+            history(&db),
+            before,
+            "{case}: the dry run changed the history"
+        );
         assert_eq!(
             db.psql("select count(*) from pg_namespace where nspname like 'app_adopt_%'"),
             "0",
@@ -75,16 +82,21 @@ fn the_seed_history_is_refused_naming_repair_then_repaired_and_adopted() {
         let out = migrate(&db, &[command]);
         let text = output_text(&out);
         assert!(out.status.success(), "{case}: {text}");
-        assert!(text.contains("repaired: version 2: realign checksum"), "{case}: {text}");
+        assert!(
+            text.contains("repaired: version 2: realign checksum"),
+            "{case}: {text}"
+        );
         let rows = history(&db);
         if v1_as_baseline {
             assert_eq!(rows.len(), 5, "{case}: {rows:#?}");
-            assert!(rows[0].contains("|BASELINE|"), "{case}: the baseline stays: {rows:#?}");
+            assert!(
+                rows[0].contains("|BASELINE|"),
+                "{case}: the baseline stays: {rows:#?}"
+            );
         } else {
             assert_eq!(rows.len(), 6, "{case}: {rows:#?}");
             assert_eq!(
-                rows[5],
-                "1|create users table|DELETE|V1__create_users_table.sql|1234567|t",
+                rows[5], "1|create users table|DELETE|V1__create_users_table.sql|1234567|t",
                 "{case}: Flyway's DELETE row: {rows:#?}"
             );
         }
@@ -111,7 +123,10 @@ fn a_drifted_schema_is_refused_with_a_diff_naming_the_object() {
     let drifts = [
         (
             "alter table user_profiles add column nickname text",
-            &["column user_profiles.nickname", "not created by the migrations"][..],
+            &[
+                "column user_profiles.nickname",
+                "not created by the migrations",
+            ][..],
         ),
         (
             "alter table user_profiles drop constraint user_profiles_email_key",
@@ -217,7 +232,10 @@ fn a_failed_concurrent_index_is_repaired_and_its_invalid_index_named_then_droppe
     )
     .unwrap();
     let location = dir.path().to_str().unwrap();
-    assert_eq!(migrate(&db, &["--location", location]).status.code(), Some(11));
+    assert_eq!(
+        migrate(&db, &["--location", location]).status.code(),
+        Some(11)
+    );
     let invalid = "select count(*) from pg_index i join pg_class c on c.oid = i.indexrelid
                     where c.relname = 'dupes_v' and not i.indisvalid";
     assert_eq!(db.psql(invalid), "1");
@@ -225,9 +243,14 @@ fn a_failed_concurrent_index_is_repaired_and_its_invalid_index_named_then_droppe
     let out = migrate(&db, &["--location", location, "repair", "--dry-run"]);
     let printed = stdout(&out);
     assert!(out.status.success(), "{}", output_text(&out));
-    assert!(printed.contains("remove the failed row of V2__unique_concurrently.sql"), "{printed}");
     assert!(
-        printed.contains("index dupes_v is INVALID; drop it with: drop index concurrently public.dupes_v;"),
+        printed.contains("remove the failed row of V2__unique_concurrently.sql"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(
+            "index dupes_v is INVALID; drop it with: drop index concurrently public.dupes_v;"
+        ),
         "{printed}"
     );
     assert_eq!(history(&db).len(), 2);
@@ -235,11 +258,17 @@ fn a_failed_concurrent_index_is_repaired_and_its_invalid_index_named_then_droppe
     let out = migrate(&db, &["--location", location, "repair"]);
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("drop index concurrently public.dupes_v"), "{text}");
+    assert!(
+        text.contains("drop index concurrently public.dupes_v"),
+        "{text}"
+    );
     assert_eq!(history(&db).len(), 1, "the failed row is gone");
     assert_eq!(db.psql(invalid), "1", "named, not dropped without the flag");
 
-    let out = migrate(&db, &["--location", location, "repair", "--drop-invalid-indexes"]);
+    let out = migrate(
+        &db,
+        &["--location", location, "repair", "--drop-invalid-indexes"],
+    );
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(db.psql("select to_regclass('dupes_v') is null"), "t");
 
@@ -319,11 +348,23 @@ fn a_killed_migrator_does_not_wedge_the_next_one() {
     let started = Instant::now();
     let out = migrate(
         &db,
-        &["--location", quick.path().to_str().unwrap(), "--lock-timeout", "60s"],
+        &[
+            "--location",
+            quick.path().to_str().unwrap(),
+            "--lock-timeout",
+            "60s",
+        ],
     );
     let text = output_text(&out);
-    assert!(out.status.success(), "after {:?}: {text}", started.elapsed());
-    eprintln!("the next migrator completed {:?} after the kill", started.elapsed());
+    assert!(
+        out.status.success(),
+        "after {:?}: {text}",
+        started.elapsed()
+    );
+    eprintln!(
+        "the next migrator completed {:?} after the kill",
+        started.elapsed()
+    );
     assert_eq!(db.psql("select count(*) from very_slow"), "1");
     assert_eq!(history(&db).len(), 1);
 }
