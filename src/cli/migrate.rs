@@ -18,6 +18,7 @@ Examples:
   app migrate baseline --version 1     record an existing schema as version 1 (Flyway's baseline)
   app migrate --baseline-on-migrate    baseline a non-empty schema without history, then migrate
   app migrate --location ./migrations  read SQL files from a directory instead of the binary
+  app migrate --out-of-order           also apply a pending version older than the newest applied
   app migrate repair --dry-run         print what repair would change, change nothing
   app migrate repair                   remove failed rows, realign checksums (after proving the
                                        schema), mark migrations without a file as deleted
@@ -61,6 +62,11 @@ pub struct Args {
     /// Print what would be applied, with its SQL, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Apply a pending migration older than the newest applied one instead of refusing it
+    /// (Flyway's outOfOrder; also migrate.out_of_order).
+    #[arg(long)]
+    pub out_of_order: bool,
 }
 
 /// The subcommands of `app migrate`.
@@ -128,6 +134,7 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                 baseline_version: migrate::parse_version(&settings.migrate.baseline_version)
                     .context("migrate.baseline_version")?,
                 dry_run: args.dry_run,
+                out_of_order: args.out_of_order || settings.migrate.out_of_order,
             };
             let report = migrate::migrate(&mut conn, &migrations, &opts).await?;
             if opts.dry_run {

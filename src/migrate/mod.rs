@@ -109,6 +109,8 @@ pub struct MigrateOptions {
     pub baseline_version: Version,
     /// Work out the plan but change nothing (and take no lock).
     pub dry_run: bool,
+    /// Apply pending migrations older than the newest applied one (Flyway's outOfOrder).
+    pub out_of_order: bool,
 }
 
 /// What [`migrate`] did (or, in a dry run, would do).
@@ -169,7 +171,7 @@ async fn up_to_date(
         return Ok(None);
     }
     let rows = history::read(conn, schema).await?;
-    let plan = plan::plan(migrations, &rows, opts.target.as_ref());
+    let plan = plan::plan_with(migrations, &rows, opts.target.as_ref(), opts.out_of_order);
     if !plan.pending.is_empty() || !plan.failed.is_empty() || !plan.problems.is_empty() {
         return Ok(None);
     }
@@ -242,7 +244,12 @@ async fn prepare(
     {
         rows.push(dry_baseline_row(version));
     }
-    let plan = check(plan::plan(migrations, &rows, opts.target.as_ref()))?;
+    let plan = check(plan::plan_with(
+        migrations,
+        &rows,
+        opts.target.as_ref(),
+        opts.out_of_order,
+    ))?;
     Ok(Report {
         schema: schema.to_owned(),
         created_history,

@@ -103,6 +103,17 @@ pub struct Plan {
 
 /// Builds the plan. `history` is in `installed_rank` order; `target` limits what is pending.
 pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Version>) -> Plan {
+    plan_with(migrations, history, target, false)
+}
+
+/// [`plan`], with Flyway's `outOfOrder`: a pending migration older than the newest applied
+/// one is pending (applied in version order) instead of a problem.
+pub fn plan_with(
+    migrations: &Migrations,
+    history: &[HistoryRow],
+    target: Option<&Version>,
+    out_of_order: bool,
+) -> Plan {
     // The effective history: the last word on each version wins; DELETE and UNDO rows take a
     // version back out, as Flyway's `repair` and `undo` mean them to.
     let mut applied: BTreeMap<VersionKey, &HistoryRow> = BTreeMap::new();
@@ -161,7 +172,7 @@ pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Ver
         }
         let state = if baseline_version.as_ref().is_some_and(|b| m.version <= *b) {
             State::BelowBaseline
-        } else if newest_applied.as_ref().is_some_and(|n| m.version < *n) {
+        } else if !out_of_order && newest_applied.as_ref().is_some_and(|n| m.version < *n) {
             out.problems.push(format!(
                 "{} (version {}) is not applied but is older than the newest applied \
                  version {}: it would run out of order. Give it a version above {} \

@@ -3,7 +3,7 @@
 //! other checksums), over the same schema and over drifted ones; failed rows; racing
 //! migrators; and a killed migrator that must not wedge the next one.
 
-use super::support::{Cluster, TestDb, output_text};
+use super::support::{Cluster, TestDb, app, output_text};
 use super::*;
 
 /// The seed's live database as far as we know it: the schema our migrations build, a history
@@ -367,4 +367,53 @@ fn a_killed_migrator_does_not_wedge_the_next_one() {
     );
     assert_eq!(db.psql("select count(*) from very_slow"), "1");
     assert_eq!(history(&db).len(), 1);
+}
+
+#[test]
+fn out_of_order_applies_an_older_pending_version_instead_of_refusing_it() {
+    let db = Cluster::shared().create_db();
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().to_str().unwrap();
+    std::fs::write(dir.path().join("V1__one.sql"), "create table one (id int);").unwrap();
+    std::fs::write(
+        dir.path().join("V3__three.sql"),
+        "create table three (id int);",
+    )
+    .unwrap();
+    assert!(migrate(&db, &["--location", location]).status.success());
+    // A branch merged late: version 2 arrives after 3 was applied.
+    std::fs::write(dir.path().join("V2__two.sql"), "create table two (id int);").unwrap();
+
+    let out = migrate(&db, &["--location", location]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(10), "{text}");
+    assert!(
+        text.contains("V2__two.sql (version 2) is not applied"),
+        "{text}"
+    );
+
+    let out = migrate(&db, &["--location", location, "--out-of-order"]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("successfully applied 1 migration(s)"),
+        "{text}"
+    );
+    assert_eq!(db.psql("select to_regclass('two') is not null"), "t");
+    let rows = history(&db);
+    assert!(rows[2].starts_with("2|two|SQL|V2__two.sql|"), "{rows:#?}");
+
+    // The setting does the same; nothing is left to apply, and validate passes.
+    let out = app()
+        .args(["migrate", "--location", location])
+        .envs(db.app_env())
+        .env("APP_MIGRATE__OUT_OF_ORDER", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        migrate(&db, &["--location", location, "validate"])
+            .status
+            .success()
+    );
 }

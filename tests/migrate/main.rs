@@ -174,5 +174,6 @@ pub fn options(lock_timeout: Duration) -> app::migrate::MigrateOptions {
         baseline_on_migrate: false,
         baseline_version: app::migrate::parse_version("1").unwrap(),
         dry_run: false,
+        out_of_order: false,
     }
 }
