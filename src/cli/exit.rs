@@ -49,6 +49,9 @@ pub enum ExitCode {
     /// A migration file is unusable: bad name, not UTF-8, mixes transactional and
     /// non-transactional statements.
     MigrationInvalid = 15,
+    /// The live schema differs from what the migrations build: adoption (`migrate repair` or
+    /// `adopt`) was refused, and the diff names each object.
+    SchemaDrift = 16,
 
     /// The sealed secrets file is malformed (not YAML, bad armor, unknown version, duplicate key).
     SealedMalformed = 20,
@@ -72,7 +75,7 @@ pub enum ExitCode {
 impl ExitCode {
     /// Every exit code, in numeric order. The test `all_lists_every_variant` matches on the
     /// enum exhaustively, so a new variant does not compile until it is listed there and here.
-    pub const ALL: [ExitCode; 20] = [
+    pub const ALL: [ExitCode; 21] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -85,6 +88,7 @@ impl ExitCode {
         ExitCode::SchemaOutdated,
         ExitCode::MigrationHistoryFailed,
         ExitCode::MigrationInvalid,
+        ExitCode::SchemaDrift,
         ExitCode::SealedMalformed,
         ExitCode::IdentityMissing,
         ExitCode::IdentityMismatch,
@@ -177,6 +181,7 @@ impl From<&MigrateError> for ExitCode {
             MigrateError::Failed(_) => ExitCode::MigrationFailed,
             MigrateError::LockTimeout { .. } => ExitCode::MigrationLockTimeout,
             MigrateError::Outdated { .. } => ExitCode::SchemaOutdated,
+            MigrateError::SchemaDrift { .. } => ExitCode::SchemaDrift,
             MigrateError::Database(e) if crate::db::is_unavailable(e) => {
                 ExitCode::DatabaseUnavailable
             }
@@ -381,14 +386,15 @@ mod tests {
                 ExitCode::SchemaOutdated => 9,
                 ExitCode::MigrationHistoryFailed => 10,
                 ExitCode::MigrationInvalid => 11,
-                ExitCode::SealedMalformed => 12,
-                ExitCode::IdentityMissing => 13,
-                ExitCode::IdentityMismatch => 14,
-                ExitCode::SealedTampered => 15,
-                ExitCode::SealedWrongKey => 16,
-                ExitCode::SealedWrongContext => 17,
-                ExitCode::SealedRefused => 18,
-                ExitCode::ServeStartup => 19,
+                ExitCode::SchemaDrift => 12,
+                ExitCode::SealedMalformed => 13,
+                ExitCode::IdentityMissing => 14,
+                ExitCode::IdentityMismatch => 15,
+                ExitCode::SealedTampered => 16,
+                ExitCode::SealedWrongKey => 17,
+                ExitCode::SealedWrongContext => 18,
+                ExitCode::SealedRefused => 19,
+                ExitCode::ServeStartup => 20,
             };
             assert_eq!(position, index, "{code:?} is out of place in ExitCode::ALL");
         }

@@ -18,12 +18,22 @@ Examples:
   app migrate baseline --version 1     record an existing schema as version 1 (Flyway's baseline)
   app migrate --baseline-on-migrate    baseline a non-empty schema without history, then migrate
   app migrate --location ./migrations  read SQL files from a directory instead of the binary
+  app migrate --out-of-order           also apply a pending version older than the newest applied
+  app migrate repair --dry-run         print what repair would change, change nothing
+  app migrate repair                   remove failed rows, realign checksums (after proving the
+                                       schema), mark migrations without a file as deleted
+  app migrate repair --drop-invalid-indexes
+                                       also drop INVALID indexes a failed `concurrently` left
+  app migrate adopt                    take over a database Flyway migrated from other files:
+                                       build ours in a scratch schema, compare, then repair
+  app migrate adopt --force            adopt even though the schema differs (diff is logged)
 
 Many replicas may run `app migrate` at once: they share Flyway's advisory lock (also with
 Flyway itself), wait for it at most --lock-timeout (migrate.lock_timeout, default 2m), and
 each migration is applied exactly once, with its flyway_schema_history row, in one
 transaction. Exit codes: 10 validation, 11 a migration failed (rolled back), 12 lock timeout,
-14 a failed migration in the history, 15 an unusable migration file.";
+14 a failed migration in the history, 15 an unusable migration file, 16 the live schema
+differs from what the migrations build (adoption refused).";
 
 /// Options of `app migrate`.
 #[derive(Debug, clap::Args)]
@@ -52,6 +62,11 @@ pub struct Args {
     /// Print what would be applied, with its SQL, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Apply a pending migration older than the newest applied one instead of refusing it
+    /// (Flyway's outOfOrder; also migrate.out_of_order).
+    #[arg(long)]
+    pub out_of_order: bool,
 }
 
 /// The subcommands of `app migrate`.
@@ -75,6 +90,29 @@ pub enum Action {
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
     },
+    /// Flyway's repair: remove failed rows, realign checksum, description and type of
+    /// applied migrations with the files, mark applied migrations without a file as deleted.
+    /// Before any checksum is realigned, the schema is proven (as `adopt` does).
+    Repair(RepairArgs),
+    /// Take over a database migrated from other files (by Flyway): build this binary's
+    /// migrations in a scratch schema, compare with the live schema, and only if they are the
+    /// same, repair the history. Exit 16 with a diff when they differ.
+    Adopt(RepairArgs),
+}
+
+/// Options of `app migrate repair` and `app migrate adopt`.
+#[derive(Debug, clap::Args)]
+pub struct RepairArgs {
+    /// Print every change (and the schema comparison) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Realign the history even when the live schema differs from what the migrations build.
+    #[arg(long)]
+    pub force: bool,
+    /// Drop INVALID indexes left by a failed `create index concurrently`
+    /// (with `drop index concurrently`); without it they are only named.
+    #[arg(long)]
+    pub drop_invalid_indexes: bool,
 }
 
 /// Runs `app migrate` and its subcommands on one dedicated connection.
@@ -96,6 +134,7 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                 baseline_version: migrate::parse_version(&settings.migrate.baseline_version)
                     .context("migrate.baseline_version")?,
                 dry_run: args.dry_run,
+                out_of_order: args.out_of_order || settings.migrate.out_of_order,
             };
             let report = migrate::migrate(&mut conn, &migrations, &opts).await?;
             if opts.dry_run {
@@ -132,10 +171,86 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                 tracing::info!(version = %version, "the schema is already baselined at {version}");
             }
         }
+        Some(Action::Repair(repair)) => {
+            run_repair(&mut conn, &migrations, repair, false, lock_timeout).await?
+        }
+        Some(Action::Adopt(repair)) => {
+            run_repair(&mut conn, &migrations, repair, true, lock_timeout).await?
+        }
     }
     // The lock is already released; closing says goodbye to the server politely.
     let _ = sqlx::Connection::close(conn).await;
     Ok(())
+}
+
+async fn run_repair(
+    conn: &mut sqlx::PgConnection,
+    migrations: &Migrations,
+    args: RepairArgs,
+    adopt: bool,
+    lock_timeout: Duration,
+) -> anyhow::Result<()> {
+    let opts = migrate::RepairOptions {
+        lock_timeout,
+        dry_run: args.dry_run,
+        always_verify: adopt,
+        force: args.force,
+        drop_invalid_indexes: args.drop_invalid_indexes,
+    };
+    let report = migrate::repair(conn, migrations, &opts).await?;
+    if opts.dry_run {
+        print_repair_dry_run(&report);
+    } else if report.changes.is_empty() {
+        tracing::info!(
+            schema = %report.schema,
+            verified = report.verified,
+            "the schema history of \"{}\" needs no repair",
+            report.schema
+        );
+    } else {
+        tracing::info!(
+            schema = %report.schema,
+            changes = report.changes.len(),
+            verified = report.verified,
+            "repaired the schema history of \"{}\": {} change(s)",
+            report.schema,
+            report.changes.len()
+        );
+    }
+    Ok(())
+}
+
+fn print_repair_dry_run(report: &migrate::RepairReport) {
+    println!("-- dry run: nothing below is changed");
+    if report.verified {
+        if report.differences.is_empty() {
+            println!(
+                "-- the live schema \"{}\" is what the migrations build",
+                report.schema
+            );
+        } else {
+            println!(
+                "-- the live schema \"{}\" differs from what the migrations build; repair \
+                 would be refused (exit 16) without --force:",
+                report.schema
+            );
+            for d in &report.differences {
+                println!("--   {d}");
+            }
+        }
+    }
+    if report.changes.is_empty() {
+        println!("-- the schema history needs no repair");
+    }
+    for change in &report.changes {
+        println!("-- would change {change}");
+    }
+    for index in &report.invalid_indexes {
+        println!(
+            "-- index {} is INVALID; drop it with: {};",
+            index.name, index.drop
+        );
+    }
 }
 
 fn parse_target(raw: Option<&str>) -> anyhow::Result<Option<migrate::Version>> {

@@ -172,6 +172,10 @@ pub struct MigrateSettings {
     pub baseline_on_migrate: bool,
     /// The version a baseline records.
     pub baseline_version: String,
+    /// Apply a pending migration older than the newest applied one instead of refusing it
+    /// (Flyway's outOfOrder).
+    #[serde(default)]
+    pub out_of_order: bool,
 }
 
 impl Default for Settings {
@@ -213,6 +217,7 @@ impl Default for Settings {
                 lock_timeout: Duration::from_secs(120),
                 baseline_on_migrate: false,
                 baseline_version: "1".into(),
+                out_of_order: false,
             },
             loaded_secrets: Vec::new(),
         }

@@ -79,7 +79,7 @@ fn elapsed_ms(started: Instant) -> i32 {
 
 /// Turns a statement's error into [`MigrateError::Failed`] naming file, line, message and
 /// SQLSTATE; errors that are not PostgreSQL's (a lost connection) stay database errors.
-fn failure(
+pub(super) fn failure(
     m: &Migration,
     stmt: &Statement,
     err: sqlx::Error,

@@ -84,7 +84,8 @@ pub enum MigrateError {
          installed_rank {installed_rank}). It may have left changes half-done. Inspect the \
          schema and undo or complete what it did, then remove the row: `delete from \
          flyway_schema_history where installed_rank = {installed_rank} and not success` \
-         (or `flyway repair`), and run `app migrate` again"
+         or run `app migrate repair` (it also names INVALID indexes left behind), and run \
+         `app migrate` again"
     )]
     FailedInHistory {
         /// The file name.
@@ -124,6 +125,22 @@ pub enum MigrateError {
         latest: String,
         /// What is not applied.
         pending: Vec<String>,
+    },
+    /// `repair` would realign checksums (or `adopt` was asked) but the live schema is not
+    /// what the migrations build: nothing was changed.
+    #[error(
+        "adoption refused: the live schema \"{schema}\" differs from what this binary's \
+         migrations build up to version {version}, so their checksums were not realigned and \
+         the history is unchanged:\n{differences}\nMake the schema match (or ship migrations \
+         that build it), or, if the differences are known and harmless, rerun with --force"
+    )]
+    SchemaDrift {
+        /// The live schema.
+        schema: String,
+        /// The version the comparison was built up to.
+        version: String,
+        /// One line per difference: object, expected, found, migration.
+        differences: String,
     },
     /// Any other database error.
     #[error("database error: {0}")]

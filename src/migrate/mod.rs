@@ -10,11 +10,13 @@
 //! PostgreSQL releases it with the connection.
 
 mod apply;
+mod catalog;
 mod checksum;
 mod error;
 mod history;
 mod lock;
 mod plan;
+mod repair;
 mod script;
 mod source;
 mod split;
@@ -24,11 +26,13 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
+pub use catalog::{Difference, ObjectKey};
 pub use checksum::checksum;
 pub use error::{MigrateError, SqlFailure};
 pub use history::{BASELINE_DESCRIPTION, HistoryRow, Kind};
 pub use lock::flyway_key;
 pub use plan::{Line, Plan, State};
+pub use repair::{Change, InvalidIndex, RepairOptions, RepairReport, repair};
 pub use script::Migration;
 pub use source::Migrations;
 pub use split::{Statement, split};
@@ -105,6 +109,8 @@ pub struct MigrateOptions {
     pub baseline_version: Version,
     /// Work out the plan but change nothing (and take no lock).
     pub dry_run: bool,
+    /// Apply pending migrations older than the newest applied one (Flyway's outOfOrder).
+    pub out_of_order: bool,
 }
 
 /// What [`migrate`] did (or, in a dry run, would do).
@@ -165,7 +171,7 @@ async fn up_to_date(
         return Ok(None);
     }
     let rows = history::read(conn, schema).await?;
-    let plan = plan::plan(migrations, &rows, opts.target.as_ref());
+    let plan = plan::plan_with(migrations, &rows, opts.target.as_ref(), opts.out_of_order);
     if !plan.pending.is_empty() || !plan.failed.is_empty() || !plan.problems.is_empty() {
         return Ok(None);
     }
@@ -238,7 +244,12 @@ async fn prepare(
     {
         rows.push(dry_baseline_row(version));
     }
-    let plan = check(plan::plan(migrations, &rows, opts.target.as_ref()))?;
+    let plan = check(plan::plan_with(
+        migrations,
+        &rows,
+        opts.target.as_ref(),
+        opts.out_of_order,
+    ))?;
     Ok(Report {
         schema: schema.to_owned(),
         created_history,
@@ -395,12 +406,25 @@ async fn server_version_num(conn: &mut PgConnection) -> Result<u32, MigrateError
     Ok(v.parse().unwrap_or(u32::MAX))
 }
 
-/// Names the session, so whoever waits for our lock sees who holds it.
+/// How often the migrator's backend checks that its client is still there while a
+/// statement runs (PostgreSQL 14+), so a killed migrator's session, and its lock, end within
+/// about this long instead of when the statement finishes.
+const CLIENT_CHECK_INTERVAL: &str = "1s";
+
+/// Names the session, so whoever waits for our lock sees who holds it, and makes it end
+/// promptly if this process dies (SIGKILL, node loss) in the middle of a statement.
 async fn label(conn: &mut PgConnection) -> Result<(), MigrateError> {
     // language=PostgreSQL
     sqlx::query("select set_config('application_name', 'app migrate', false)")
         .execute(&mut *conn)
         .await?;
+    if server_version_num(conn).await? >= 140_000 {
+        // language=PostgreSQL
+        sqlx::query("select set_config('client_connection_check_interval', $1, false)")
+            .bind(CLIENT_CHECK_INTERVAL)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -32,6 +32,8 @@ pub enum State {
     Failed,
     /// Not applied, yet older than the newest applied migration (out of order).
     Ignored,
+    /// Applied once, then marked deleted by a `DELETE` row (`app migrate repair`, or Flyway's).
+    Deleted,
 }
 
 impl State {
@@ -47,6 +49,7 @@ impl State {
             State::Missing => "missing",
             State::Failed => "failed",
             State::Ignored => "ignored",
+            State::Deleted => "deleted",
         }
     }
 }
@@ -100,15 +103,30 @@ pub struct Plan {
 
 /// Builds the plan. `history` is in `installed_rank` order; `target` limits what is pending.
 pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Version>) -> Plan {
+    plan_with(migrations, history, target, false)
+}
+
+/// [`plan`], with Flyway's `outOfOrder`: a pending migration older than the newest applied
+/// one is pending (applied in version order) instead of a problem.
+pub fn plan_with(
+    migrations: &Migrations,
+    history: &[HistoryRow],
+    target: Option<&Version>,
+    out_of_order: bool,
+) -> Plan {
     // The effective history: the last word on each version wins; DELETE and UNDO rows take a
     // version back out, as Flyway's `repair` and `undo` mean them to.
     let mut applied: BTreeMap<VersionKey, &HistoryRow> = BTreeMap::new();
     let mut baseline: Option<&HistoryRow> = None;
+    // Rows a DELETE took out, for `info` to show as deleted.
+    let mut deleted: Vec<&HistoryRow> = Vec::new();
     for row in history {
         let Some(version) = row.parsed_version() else {
             continue; // SCHEMA markers and repeatable migrations carry no version.
         };
-        if row.kind.is_removal() {
+        if matches!(row.kind, Kind::Delete) {
+            deleted.extend(applied.remove(&VersionKey(version)));
+        } else if row.kind.is_removal() {
             applied.remove(&VersionKey(version));
         } else if row.is_baseline() {
             baseline = Some(row);
@@ -137,6 +155,9 @@ pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Ver
     if let Some(row) = baseline {
         out.lines.push(line_of(row, State::Baseline, None));
     }
+    for row in deleted {
+        out.lines.push(line_of(row, State::Deleted, None));
+    }
     for (index, m) in migrations.all().iter().enumerate() {
         let key = VersionKey(m.version.clone());
         if let Some(row) = applied.remove(&key) {
@@ -151,7 +172,7 @@ pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Ver
         }
         let state = if baseline_version.as_ref().is_some_and(|b| m.version <= *b) {
             State::BelowBaseline
-        } else if newest_applied.as_ref().is_some_and(|n| m.version < *n) {
+        } else if !out_of_order && newest_applied.as_ref().is_some_and(|n| m.version < *n) {
             out.problems.push(format!(
                 "{} (version {}) is not applied but is older than the newest applied \
                  version {}: it would run out of order. Give it a version above {} \
@@ -196,8 +217,10 @@ pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Ver
         } else {
             out.problems.push(format!(
                 "{} (version {}) is applied in the database but this binary has no such \
-                 migration: restore the file, or if it was removed on purpose, record that \
-                 with `flyway repair`",
+                 migration: restore the file, or if it was removed on purpose (or this \
+                 database comes from Flyway and other files), run `app migrate adopt`, which \
+                 proves the schema and then records it as deleted, as `app migrate repair` \
+                 does",
                 row.script, key.0
             ));
             State::Missing
@@ -220,7 +243,9 @@ fn check_applied(m: &Migration, row: &HistoryRow, problems: &mut Vec<String>) ->
         problems.push(format!(
             "{}: checksum mismatch for version {}: applied with {}, the file now has {}. \
              An applied migration must not change; put the change in a new migration (or, \
-             if the edit is harmless, run `flyway repair` to accept it)",
+             if the edit is harmless or the database was migrated by Flyway from other \
+             files, run `app migrate adopt` (or `app migrate repair`): it builds the files in \
+             a scratch schema, compares, and only then accepts the new checksums)",
             m.script,
             m.version,
             row.checksum

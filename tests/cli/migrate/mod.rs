@@ -3,6 +3,7 @@
 //! migrations, future rows and the lock timeout. Shared helpers live here (with those of
 //! `crate::support`).
 
+mod adopt;
 mod concurrency;
 mod failures;
 mod schema;
@@ -144,5 +145,6 @@ pub fn options(lock_timeout: Duration) -> app::migrate::MigrateOptions {
         baseline_on_migrate: false,
         baseline_version: app::migrate::parse_version("1").unwrap(),
         dry_run: false,
+        out_of_order: false,
     }
 }
