@@ -15,7 +15,7 @@ use crate::config::DatabaseSettings;
 
 /// The server's pool: connects lazily, so `serve` starts while PostgreSQL is down and
 /// recovers by itself; a short acquire timeout makes requests fail fast instead of hanging.
-pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, crate::config::ConfigError> {
+pub(crate) fn pool(settings: &DatabaseSettings) -> Result<PgPool, crate::config::ConfigError> {
     let mut opts = settings.connect_options()?;
     if !settings.statement_timeout.is_zero() {
         let ms = settings.statement_timeout.as_millis().to_string();
@@ -30,7 +30,7 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, crate::config::Config
 }
 
 /// One dedicated connection for one-shot work (`migrate`), failing with a classified reason.
-pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgConnection> {
+pub(crate) async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgConnection> {
     let opts = settings.connect_options()?;
     let target = settings.target()?;
     match probe_connect(&opts, settings.connect_timeout).await {
@@ -182,14 +182,13 @@ pub enum WaitError {
     Unreachable {
         /// `user@host:port/name`.
         target: String,
-        /// Why.
         reason: NotReady,
     },
 }
 
 /// How `wait_until_ready` paces itself.
 #[derive(Debug, Clone, Copy)]
-pub struct WaitPolicy {
+pub(crate) struct WaitPolicy {
     /// Give up after this long.
     pub timeout: Duration,
     /// First pause between attempts; doubles each time.
@@ -221,7 +220,7 @@ async fn probe_connect(
 
 /// Tries until an authenticated `select 1` succeeds or the policy's timeout passes, logging
 /// one line per failed attempt. Returns the number of attempts it took.
-pub async fn wait_until_ready(
+pub(crate) async fn wait_until_ready(
     settings: &DatabaseSettings,
     policy: WaitPolicy,
 ) -> anyhow::Result<u32> {
@@ -282,7 +281,7 @@ pub async fn wait_until_ready(
 
 /// Whether the error is (or wraps) a connection-level failure rather than a query error:
 /// the server maps those to 503.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
+pub(crate) fn is_unavailable(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed

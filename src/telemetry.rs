@@ -44,9 +44,9 @@ pub enum TelemetryError {
     /// The log directory cannot take files.
     #[error("invalid setting `log.dir`: cannot write log files into {}: {reason}", dir.display())]
     Dir {
-        /// The directory.
+        /// The `log.dir` setting's value.
         dir: PathBuf,
-        /// Why.
+        /// Why it cannot be created or written.
         reason: String,
     },
 }
@@ -58,7 +58,7 @@ pub struct Guard {
 }
 
 /// Parses a log level or per-target filter (`info`, `app=debug,sqlx=warn`).
-pub fn parse_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
+pub(crate) fn parse_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
     EnvFilter::builder()
         .with_regex(false)
         .parse(level)

@@ -15,12 +15,12 @@ use crate::domain::{Bio, Email, Invalid, Location, Name, Password, PersonalityTy
 
 /// Operations on the caller's own account.
 #[derive(Default)]
-pub struct AccountApi;
+pub(crate) struct AccountApi;
 
 /// Changes to the profile. A field left out stays as it is; `null` clears it (except
 /// `email`, which every profile has).
 #[derive(Object)]
-pub struct ProfilePatch {
+pub(crate) struct ProfilePatch {
     /// New email address; unique across users. `null` is the same as leaving it out.
     #[oai(nullable, deserialize_with = "super::strict::optional")]
     pub email: Option<String>,
@@ -40,7 +40,7 @@ pub struct ProfilePatch {
 
 /// A password change.
 #[derive(Object)]
-pub struct PasswordChange {
+pub(crate) struct PasswordChange {
     /// The password in use now.
     #[oai(write_only, deserialize_with = "super::strict::string")]
     pub current_password: String,

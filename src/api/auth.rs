@@ -12,11 +12,11 @@ use crate::domain::{Bio, Email, Location, Name, Password, PersonalityType, Usern
 
 /// Registration and login.
 #[derive(Default)]
-pub struct AuthApi;
+pub(crate) struct AuthApi;
 
 /// A new account and its profile.
 #[derive(Object)]
-pub struct RegisterRequest {
+pub(crate) struct RegisterRequest {
     /// 3 to 50 characters: ASCII letters, digits, `_`, `-`, `.`; starts with a letter or digit.
     #[oai(deserialize_with = "super::strict::string")]
     pub username: String,
@@ -42,7 +42,7 @@ pub struct RegisterRequest {
 
 /// Credentials.
 #[derive(Object)]
-pub struct LoginRequest {
+pub(crate) struct LoginRequest {
     /// Username.
     #[oai(deserialize_with = "super::strict::string")]
     pub username: String,

@@ -70,7 +70,7 @@ impl UserEnvelope {
 
 /// A bearer token for the account operations.
 #[derive(Debug, Object)]
-pub struct TokenBody {
+pub(crate) struct TokenBody {
     /// The JWT: send it as `Authorization: Bearer <token>`.
     pub token: String,
     /// Always `Bearer`.

@@ -41,7 +41,7 @@ impl ErrorBody {
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The request cannot be understood: malformed JSON, a wrong type, a bad parameter.
     #[error("{message}")]
     BadRequest {
@@ -94,7 +94,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -109,7 +109,7 @@ impl ApiError {
     }
 
     /// The `error` code of the body.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::Http { code, .. } => code,
             ApiError::Validation(_) => "validation_failed",
@@ -127,12 +127,12 @@ impl ApiError {
     }
 
     /// The body sent to the client.
-    pub fn body(&self) -> ErrorBody {
+    pub(crate) fn body(&self) -> ErrorBody {
         ErrorBody::new(self.code(), self.to_string())
     }
 
     /// The response sent to the client: the status and the JSON body.
-    pub fn response(&self) -> Response {
+    pub(crate) fn response(&self) -> Response {
         let mut resp = Json(self.body()).into_response();
         resp.set_status(self.status());
         resp
@@ -140,7 +140,7 @@ impl ApiError {
 
     /// Maps a unique violation to 409 naming the field, by constraint name; any other
     /// database error as [`From<sqlx::Error>`] does.
-    pub fn conflict_or(err: sqlx::Error) -> ApiError {
+    pub(crate) fn conflict_or(err: sqlx::Error) -> ApiError {
         if let sqlx::Error::Database(db) = &err
             && db.is_unique_violation()
         {
@@ -154,7 +154,7 @@ impl ApiError {
     }
 
     /// An error response for a status with nothing more specific to say (unknown route, ...).
-    pub fn from_status(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn from_status(status: StatusCode, message: impl Into<String>) -> ApiError {
         let code = match status {
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::UNAUTHORIZED => "unauthorized",
@@ -183,7 +183,7 @@ impl ApiError {
 
     /// A request body larger than `http.body_limit` (`limit` bytes), found before it was
     /// read.
-    pub fn body_too_large(limit: usize) -> ApiError {
+    pub(crate) fn body_too_large(limit: usize) -> ApiError {
         ApiError::from_status(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is larger than the limit of {limit} bytes"),
@@ -191,7 +191,7 @@ impl ApiError {
     }
 
     /// A request body that could not be read up to `limit` bytes.
-    pub fn unreadable_body(err: poem::error::ReadBodyError, limit: usize) -> ApiError {
+    pub(crate) fn unreadable_body(err: poem::error::ReadBodyError, limit: usize) -> ApiError {
         match err {
             poem::error::ReadBodyError::PayloadTooLarge => ApiError::body_too_large(limit),
             other => ApiError::BadRequest {
@@ -203,7 +203,7 @@ impl ApiError {
 
     /// The error a route answered with: a handler's own [`ApiError`] as it is, or one poem or
     /// poem-openapi produced before (or instead of) a handler, mapped.
-    pub fn from_poem(err: poem::Error) -> ApiError {
+    pub(crate) fn from_poem(err: poem::Error) -> ApiError {
         use poem_openapi::error::{
             AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
             ParseRequestPayloadError,
@@ -239,7 +239,7 @@ impl ApiError {
     /// A response that is an error but not JSON already (poem's own plain-text ones, e.g. a
     /// 404 for an unknown route or a 405) gets the JSON shape, keeping the route it matched;
     /// any other response is returned as it is.
-    pub fn normalize(resp: Response) -> Response {
+    pub(crate) fn normalize(resp: Response) -> Response {
         let status = resp.status();
         if !(status.is_client_error() || status.is_server_error()) {
             return resp;
@@ -264,7 +264,7 @@ impl ApiError {
     }
 
     /// Logs what the client is not told: the whole cause chain of a 5xx.
-    pub fn log(&self, request_id: &str, route: &str) {
+    pub(crate) fn log(&self, request_id: &str, route: &str) {
         match self {
             ApiError::Internal(err) => {
                 tracing::error!(request_id, route, "internal error: {err:#}");

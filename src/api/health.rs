@@ -17,7 +17,7 @@ const READY_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The liveness and readiness probes.
 #[derive(Default)]
-pub struct HealthApi;
+pub(crate) struct HealthApi;
 
 /// A probe's good answer.
 #[derive(Debug, Object)]

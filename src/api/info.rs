@@ -10,11 +10,11 @@ use crate::config::{ConfigError, Settings};
 
 /// The info endpoint.
 #[derive(Default)]
-pub struct InfoApi;
+pub(crate) struct InfoApi;
 
 /// Where the database is; never the user's password.
 #[derive(Debug, Clone, Object)]
-pub struct DatabaseInfo {
+pub(crate) struct DatabaseInfo {
     /// Host name or address.
     pub host: String,
     /// Database name.
@@ -23,7 +23,7 @@ pub struct DatabaseInfo {
 
 /// How this instance is configured.
 #[derive(Debug, Clone, Object)]
-pub struct InfoBody {
+pub(crate) struct InfoBody {
     /// `dev` or `prod`.
     pub environment: String,
     /// The log filter in effect, e.g. `info` or `app=debug,sqlx=warn`.
@@ -42,7 +42,7 @@ pub struct InfoBody {
 
 impl InfoBody {
     /// Computes the body once, at start-up.
-    pub fn from_settings(settings: &Settings) -> Result<InfoBody, ConfigError> {
+    pub(crate) fn from_settings(settings: &Settings) -> Result<InfoBody, ConfigError> {
         let target = settings.database.target()?;
         Ok(InfoBody {
             environment: settings.env.as_str().to_owned(),

@@ -9,16 +9,16 @@
 //! The API types are unit structs so that the spec can be produced without a database
 //! ([`service`], `app openapi`); handlers get the shared [`AppState`] as request data.
 
-pub mod account;
-pub mod auth;
-pub mod bodies;
-pub mod error;
-pub mod health;
-pub mod info;
+pub(crate) mod account;
+pub(crate) mod auth;
+pub(crate) mod bodies;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod info;
 mod input;
 mod queries;
-pub mod security;
-pub mod spec;
+pub(crate) mod security;
+pub(crate) mod spec;
 mod strict;
 pub mod users;
 
@@ -30,12 +30,13 @@ use sqlx::PgPool;
 
 use crate::auth::{JwtKeys, PasswordHasher};
 
-pub use error::{ApiError, ErrorBody};
-pub use spec::{Apis, service, spec_json, spec_yaml};
+pub(crate) use error::{ApiError, ErrorBody};
+pub(crate) use spec::{Apis, service};
+pub use spec::{spec_json, spec_yaml};
 
 /// Swagger UI's groups.
 #[derive(Tags)]
-pub enum ApiTags {
+pub(crate) enum ApiTags {
     /// Liveness and readiness probes for Kubernetes and Docker.
     Health,
     /// What this instance is and how it is configured (never secret values).
@@ -49,7 +50,7 @@ pub enum ApiTags {
 }
 
 /// Everything the handlers share, built once by the server.
-pub struct AppState {
+pub(crate) struct AppState {
     /// The lazy pool: requests fail fast with 503 while PostgreSQL is down.
     pub pool: PgPool,
     /// Token signing and verification.
@@ -63,33 +64,33 @@ pub struct AppState {
 }
 
 /// Shared handle to the state, as request data.
-pub type State = Arc<AppState>;
+pub(crate) type State = Arc<AppState>;
 
 /// The readiness flags behind `/ready`.
 #[derive(Debug, Default)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     shutting_down: AtomicBool,
     schema_current: AtomicBool,
 }
 
 impl Readiness {
     /// Marks the start of shutdown: `/ready` answers 503 from now on.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
 
     /// Whether shutdown has begun.
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Records that the schema was found current (it stays so: migrations only move forward).
-    pub fn set_schema_current(&self) {
+    pub(crate) fn set_schema_current(&self) {
         self.schema_current.store(true, Ordering::Relaxed);
     }
 
     /// Whether the schema has been found current.
-    pub fn schema_known_current(&self) -> bool {
+    pub(crate) fn schema_known_current(&self) -> bool {
         self.schema_current.load(Ordering::Relaxed)
     }
 }

@@ -15,11 +15,11 @@ use crate::auth::TokenError;
 /// A JWT from `POST /api/auth/login`, sent as `Authorization: Bearer <token>`.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", bearer_format = "JWT")]
-pub struct BearerAuth(pub Bearer);
+pub(crate) struct BearerAuth(pub Bearer);
 
 /// The user a valid token belongs to.
 #[derive(Debug, Clone)]
-pub struct AuthUser {
+pub(crate) struct AuthUser {
     /// `users.id`.
     pub id: i32,
     /// `users.username`.
@@ -27,7 +27,10 @@ pub struct AuthUser {
 }
 
 /// Checks the token and that it is not revoked; returns its user.
-pub async fn authenticate(state: &AppState, auth: &BearerAuth) -> Result<AuthUser, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    auth: &BearerAuth,
+) -> Result<AuthUser, ApiError> {
     let claims = state
         .jwt
         .verify(&auth.0.token, Utc::now())

@@ -20,7 +20,7 @@ use super::{ApiError, ErrorBody, account, auth, health, info, users};
 use crate::build_info;
 
 /// Every API of the spec, in the order the spec lists their paths.
-pub type Apis = (
+pub(crate) type Apis = (
     health::HealthApi,
     info::InfoApi,
     users::UsersApi,
@@ -33,7 +33,7 @@ pub type Apis = (
 /// Every handler fails with the one [`ApiError`], whose metadata lists every error status;
 /// this wrapper keeps, per operation, only the statuses in [`statuses_of`], so that
 /// Swagger UI does not promise a 409 from a GET.
-pub struct Documented<T>(pub T);
+pub(crate) struct Documented<T>(pub T);
 
 impl<T: OpenApi> OpenApi for Documented<T> {
     fn meta() -> Vec<MetaApi> {
@@ -212,7 +212,7 @@ impl ApiResponse for ApiError {
 }
 
 /// The OpenAPI service: routes plus the spec they are described by.
-pub fn service() -> OpenApiService<Documented<Apis>, ()> {
+pub(crate) fn service() -> OpenApiService<Documented<Apis>, ()> {
     OpenApiService::new(
         Documented(Apis::default()),
         "discbaboons API",

@@ -19,16 +19,16 @@ use crate::domain::Username;
 
 /// The public user directory.
 #[derive(Default)]
-pub struct UsersApi;
+pub(crate) struct UsersApi;
 
 /// Page size when `limit` is not given.
-pub const DEFAULT_LIMIT: u32 = 50;
+pub(crate) const DEFAULT_LIMIT: u32 = 50;
 /// Largest page size.
-pub const MAX_LIMIT: u32 = 500;
+pub(crate) const MAX_LIMIT: u32 = 500;
 
 /// A page of users, in the seed's envelope.
 #[derive(Debug, Object)]
-pub struct UserPage {
+pub(crate) struct UserPage {
     /// Always `true` (errors use the error shape).
     pub success: bool,
     /// Users in ascending `id` order.

@@ -38,7 +38,7 @@ fn hash_blocking(password: &str) -> Result<String, argon2::password_hash::Error>
 
 /// The outcome of a password check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The password matches the stored hash.
     Match,
     /// It does not, or there was no usable hash: the caller cannot tell which, on purpose.
@@ -47,20 +47,20 @@ pub enum Verdict {
 
 /// Hashes and verifies passwords off the async runtime, a bounded number at a time.
 #[derive(Clone)]
-pub struct PasswordHasher {
+pub(crate) struct PasswordHasher {
     permits: Arc<Semaphore>,
 }
 
 impl PasswordHasher {
     /// A hasher running at most `concurrency` hashes at once.
-    pub fn new(concurrency: usize) -> Self {
+    pub(crate) fn new(concurrency: usize) -> Self {
         PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
 
     /// A PHC-format argon2id hash of `password` with a fresh random salt.
-    pub async fn hash(&self, password: Password) -> anyhow::Result<String> {
+    pub(crate) async fn hash(&self, password: Password) -> anyhow::Result<String> {
         let _permit = self.permits.acquire().await?;
         let hash = tokio::task::spawn_blocking(move || hash_blocking(password.expose()))
             .await?
@@ -70,7 +70,7 @@ impl PasswordHasher {
 
     /// Checks `password` against `stored`. A missing or unusable stored hash (the seed's
     /// sample users have `!locked`) is checked against the dummy hash and is a mismatch.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         password: String,
         stored: Option<String>,

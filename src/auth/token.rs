@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Environment, JwtSettings};
 
 /// Fewest bytes an HS256 secret may have in prod: the hash's output size (RFC 7518 §3.2).
-pub const MIN_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
 
 /// The current time at the precision tokens carry in `iat` and `last_password_change` is
 /// stored at, so that the two compare exactly.
-pub fn now_millis() -> DateTime<Utc> {
+pub(crate) fn now_millis() -> DateTime<Utc> {
     let now = Utc::now();
     now.duration_trunc(TimeDelta::milliseconds(1))
         .unwrap_or(now)
@@ -43,7 +43,7 @@ const LEEWAY_SECS: u64 = 5;
 
 /// What a token says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     /// The user id, as a string (RFC 7519 says `sub` is a string).
     pub sub: String,
     /// Who issued the token (`jwt.issuer`).
@@ -56,19 +56,19 @@ pub struct Claims {
 
 impl Claims {
     /// `iat` in milliseconds since the epoch.
-    pub fn issued_at_millis(&self) -> i64 {
+    pub(crate) fn issued_at_millis(&self) -> i64 {
         (self.iat * 1000.0).round() as i64
     }
 
     /// The user id in `sub`.
-    pub fn user_id(&self) -> Result<i32, TokenError> {
+    pub(crate) fn user_id(&self) -> Result<i32, TokenError> {
         self.sub.parse().map_err(|_| TokenError::Invalid)
     }
 }
 
 /// A freshly issued token.
 #[derive(Debug, Clone)]
-pub struct Issued {
+pub(crate) struct Issued {
     /// The compact JWS.
     pub token: String,
     /// When it stops being accepted.
@@ -77,7 +77,7 @@ pub struct Issued {
 
 /// Why a token was not accepted. Deliberately coarse: the client learns "log in again".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// Past its `exp`.
     #[error("the token has expired")]
     Expired,
@@ -99,7 +99,7 @@ pub struct WeakSecret {
 }
 
 /// Signing and verification keys with their validation rules.
-pub struct JwtKeys {
+pub(crate) struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -114,7 +114,10 @@ impl JwtKeys {
     /// [`MIN_SECRET_BYTES`] long; in dev a shorter one is accepted (see [`JwtKeys::is_short`])
     /// and a missing one is replaced by a random one for this process (see
     /// [`JwtKeys::is_ephemeral`]).
-    pub fn from_settings(settings: &JwtSettings, env: Environment) -> Result<JwtKeys, WeakSecret> {
+    pub(crate) fn from_settings(
+        settings: &JwtSettings,
+        env: Environment,
+    ) -> Result<JwtKeys, WeakSecret> {
         match (&settings.secret, env) {
             (Some(secret), Environment::Prod) if !is_strong(secret.expose()) => Err(WeakSecret {
                 found: format!("only {} bytes", secret.expose().len()),
@@ -160,18 +163,18 @@ impl JwtKeys {
 
     /// Whether the secret was generated for this process (dev without a configured secret):
     /// tokens will not survive a restart and other replicas will not accept them.
-    pub fn is_ephemeral(&self) -> bool {
+    pub(crate) fn is_ephemeral(&self) -> bool {
         self.ephemeral
     }
 
     /// Whether the configured secret is shorter than [`MIN_SECRET_BYTES`]: accepted in dev,
     /// refused in prod.
-    pub fn is_short(&self) -> bool {
+    pub(crate) fn is_short(&self) -> bool {
         self.short
     }
 
     /// Issues a token for `user_id`, issued at `now`.
-    pub fn issue(&self, user_id: i32, now: DateTime<Utc>) -> anyhow::Result<Issued> {
+    pub(crate) fn issue(&self, user_id: i32, now: DateTime<Utc>) -> anyhow::Result<Issued> {
         let expires_at = now + self.ttl;
         let claims = Claims {
             sub: user_id.to_string(),
@@ -188,7 +191,7 @@ impl JwtKeys {
     }
 
     /// Checks signature, algorithm, issuer, expiry and that `iat` is not in the future.
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
+    pub(crate) fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,

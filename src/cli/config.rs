@@ -13,10 +13,10 @@ LOG_LEVEL < APP_* variables (`__` nests: APP_DATABASE__HOST) < sealed secrets.";
 
 /// Options of `app config`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub(crate) struct Args {}
 
 /// Prints the redacted configuration to stdout.
-pub async fn run(_args: Args, settings: &Settings) -> anyhow::Result<()> {
+pub(super) async fn run(_args: Args, settings: &Settings) -> anyhow::Result<()> {
     let mut shown = settings.clone();
     shown.log.format = Some(settings.log.format_for(settings.env));
     print!("{}", shown.to_redacted_toml());

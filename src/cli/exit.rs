@@ -240,7 +240,7 @@ impl From<&StartError> for ExitCode {
 /// An error that carries its exit code explicitly, for CLI code with no library error to wrap.
 #[derive(Debug)]
 pub struct Coded {
-    /// The exit code.
+    /// The code the process ends with.
     pub code: ExitCode,
     /// What went wrong, for the user.
     pub message: String,
@@ -255,7 +255,7 @@ impl fmt::Display for Coded {
 impl std::error::Error for Coded {}
 
 /// Shorthand for an `anyhow::Error` with an explicit exit code.
-pub fn coded(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn coded(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Coded {
         code,
         message: message.into(),

@@ -21,7 +21,7 @@ HEALTHCHECK convention: 0 healthy, 1 unhealthy).";
 
 /// Options of `app healthcheck`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Base URL of the server (default: `http.healthcheck_url`, else this host's API port).
     #[arg(long)]
     pub url: Option<String>,
@@ -32,7 +32,7 @@ pub struct Args {
 }
 
 /// Exits 0 when `/ready` answers 200.
-pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
+pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
     let base = match args.url.or_else(|| settings.http.healthcheck_url.clone()) {
         Some(url) => url,
         None => {

@@ -37,7 +37,7 @@ differs from what the migrations build (adoption refused).";
 
 /// Options of `app migrate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// What to do; without one, apply the pending migrations.
     #[command(subcommand)]
     pub action: Option<Action>,
@@ -71,7 +71,7 @@ pub struct Args {
 
 /// The subcommands of `app migrate`.
 #[derive(Debug, clap::Subcommand)]
-pub enum Action {
+pub(crate) enum Action {
     /// Show every migration and history row: version, description, type, installed on,
     /// state and whether the checksum still matches.
     Info {
@@ -102,7 +102,7 @@ pub enum Action {
 
 /// Options of `app migrate repair` and `app migrate adopt`.
 #[derive(Debug, clap::Args)]
-pub struct RepairArgs {
+pub(crate) struct RepairArgs {
     /// Print every change (and the schema comparison) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -116,7 +116,7 @@ pub struct RepairArgs {
 }
 
 /// Runs `app migrate` and its subcommands on one dedicated connection.
-pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
+pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
     let migrations = match &args.location {
         Some(dir) => Migrations::from_dir(dir)?,
         None => Migrations::embedded()?,

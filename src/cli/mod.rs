@@ -32,16 +32,15 @@ use exit::ExitCode;
 pub struct Cli {
     /// TOML configuration file (lower precedence than the environment).
     #[arg(long, global = true, env = "APP_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
 
-    /// The subcommand.
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Wait until PostgreSQL accepts an authenticated `select 1` (the first init container).
     #[command(after_help = wait_db::EXAMPLES)]
     WaitDb(wait_db::Args),

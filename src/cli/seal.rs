@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::bail;
 
-pub use args::*;
+pub(super) use args::*;
 
 use super::exit::{ExitCode, coded};
 use crate::secrets::{
@@ -29,7 +29,7 @@ Examples:
 The file is safe to commit; see docs/secrets.md. LOG_LEVEL sets the log level (default warn).";
 
 /// Runs one `app seal` subcommand.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub(super) fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         SealCommand::Keygen(a) => keygen(a),
         SealCommand::Set(a) => set(a),

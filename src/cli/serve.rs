@@ -20,10 +20,10 @@ Exit codes: 13 the schema is older than this binary (run `app migrate`); 30 cann
 
 /// Options of `app serve` (everything else is configuration: see `app config`).
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub(crate) struct Args {}
 
 /// Serves until SIGTERM or SIGINT.
-pub async fn run(_args: Args, settings: &Settings) -> anyhow::Result<()> {
+pub(super) async fn run(_args: Args, settings: &Settings) -> anyhow::Result<()> {
     let server = Server::bind(settings)
         .await
         .context("starting the API server")?;

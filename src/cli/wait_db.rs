@@ -16,7 +16,7 @@ Exit codes: 0 ready; 4 not ready before the timeout (the last reason is printed)
 
 /// Options of `app wait-db`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Give up after this long (e.g. `60s`, `2m`).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 /// Waits until the database answers `select 1` as the configured user.
-pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
+pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
     let policy = WaitPolicy {
         timeout: args.timeout,
         initial_backoff: Duration::from_millis(100).min(args.max_backoff),

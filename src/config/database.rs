@@ -124,12 +124,9 @@ impl Default for DatabaseSettings {
 
 /// The connection target after merging URL and fields: what logs and `/api/info` may show.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// Host.
+pub(crate) struct Target {
     pub host: String,
-    /// Port.
     pub port: u16,
-    /// User.
     pub user: String,
     /// Database name.
     pub name: String,
@@ -144,7 +141,7 @@ impl std::fmt::Display for Target {
 
 impl DatabaseSettings {
     /// Connect options with every field set from these settings (see the module docs).
-    pub fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
+    pub(crate) fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
         let parsed = match &self.url {
             Some(url) => Some(parse_url(url.expose())?),
             None => None,
@@ -177,7 +174,7 @@ impl DatabaseSettings {
     }
 
     /// Host, port, user and database name, for logs. Fails like [`Self::connect_options`].
-    pub fn target(&self) -> Result<Target, ConfigError> {
+    pub(crate) fn target(&self) -> Result<Target, ConfigError> {
         let parsed = match &self.url {
             Some(url) => Some(parse_url(url.expose())?),
             None => None,
@@ -309,7 +306,7 @@ fn hex(b: u8) -> Option<u8> {
 
 /// The URL with the password replaced by `****`, for messages. Works on strings that do not
 /// parse as URLs: the user information is taken to end at the last `@`.
-pub fn mask_url(raw: &str) -> String {
+pub(crate) fn mask_url(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {
         return "<not a URL>".into();
     };

@@ -39,7 +39,7 @@ pub(super) struct EnvLayers {
 }
 
 impl EnvLayers {
-    pub fn from_vars(vars: &BTreeMap<String, String>) -> Self {
+    pub(super) fn from_vars(vars: &BTreeMap<String, String>) -> Self {
         let mut universal = RawLayer::new("environment variable");
         let mut prefixed = RawLayer::new("environment variable");
         let mut ignored = Vec::new();

@@ -20,8 +20,9 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use database::{DatabaseSettings, SslMode, mask_url};
-pub use error::ConfigError;
+pub(crate) use database::DatabaseSettings;
+pub use database::SslMode;
+pub(crate) use error::ConfigError;
 pub use secret::{SecretString, redact};
 
 /// The type of `log.format`, owned by the logging it configures.
@@ -40,7 +41,7 @@ pub enum Environment {
 
 impl Environment {
     /// `dev` or `prod`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Environment::Dev => "dev",
             Environment::Prod => "prod",
@@ -117,7 +118,7 @@ pub struct LogSettings {
 
 impl LogSettings {
     /// The configured format, or the environment's default.
-    pub fn format_for(&self, env: Environment) -> LogFormat {
+    pub(crate) fn format_for(&self, env: Environment) -> LogFormat {
         self.format.unwrap_or(match env {
             Environment::Dev => LogFormat::Pretty,
             Environment::Prod => LogFormat::Json,
@@ -226,13 +227,13 @@ impl Default for Settings {
 
 /// Secret values decrypted from the sealed file, by key name (`DATABASE_PASSWORD`, ...).
 #[derive(Debug, Default)]
-pub struct SealedValues {
+pub(crate) struct SealedValues {
     /// Key name to value.
     pub values: BTreeMap<String, SecretString>,
 }
 
 /// Where a sealed key name lands in [`Settings`].
-pub const SEALED_KEYS: &[(&str, &str)] = &[
+pub(crate) const SEALED_KEYS: &[(&str, &str)] = &[
     ("DATABASE_PASSWORD", "database.password"),
     ("DATABASE_URL", "database.url"),
     ("DATABASE_USER", "database.user"),
@@ -241,14 +242,14 @@ pub const SEALED_KEYS: &[(&str, &str)] = &[
 
 /// Sealed keys meant for other containers of the pod (`app seal open` hands them over), so
 /// finding them in the file is expected and not worth a warning.
-pub const SEALED_FOR_OTHERS: &[&str] = &["POSTGRES_PASSWORD"];
+pub(crate) const SEALED_FOR_OTHERS: &[&str] = &["POSTGRES_PASSWORD"];
 
 /// Decrypts the sealed file named by the preliminary settings. Supplied by the caller so
 /// that configuration does not depend on the secrets module.
-pub type SealedLoader<'a> = &'a dyn Fn(&Settings) -> anyhow::Result<SealedValues>;
+pub(crate) type SealedLoader<'a> = &'a dyn Fn(&Settings) -> anyhow::Result<SealedValues>;
 
 /// What [`load`] reads: the inputs, gathered by `main`.
-pub struct Sources<'a> {
+pub(crate) struct Sources<'a> {
     /// The TOML file from `--config` or `APP_CONFIG`.
     pub file: Option<PathBuf>,
     /// A snapshot of the process environment.
@@ -259,15 +260,14 @@ pub struct Sources<'a> {
 
 /// What loading produced, besides the settings: notes for the log once telemetry is up.
 #[derive(Debug, Default)]
-pub struct Loaded {
-    /// The settings.
+pub(crate) struct Loaded {
     pub settings: Settings,
     /// Things worth a warning (ignored variables, unknown sealed keys).
     pub warnings: Vec<String>,
 }
 
 /// Loads the settings from every layer, checks them, and fills environment-dependent defaults.
-pub fn load(sources: &Sources<'_>) -> anyhow::Result<Loaded> {
+pub(crate) fn load(sources: &Sources<'_>) -> anyhow::Result<Loaded> {
     let mut warnings = Vec::new();
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
     if let Some(path) = &sources.file {
@@ -323,7 +323,7 @@ fn extract(figment: &Figment) -> Result<Settings, ConfigError> {
 
 impl Settings {
     /// Checks what types alone cannot: the database options build, the log filter parses.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.database.connect_options()?;
         crate::telemetry::parse_filter(&self.log.level)?;
         if self.database.pool_max == 0 {
@@ -336,7 +336,7 @@ impl Settings {
     }
 
     /// The effective configuration as TOML, every secret replaced by `<redacted>`.
-    pub fn to_redacted_toml(&self) -> String {
+    pub(crate) fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).expect("settings always serialize to TOML")
     }
 }

@@ -10,7 +10,7 @@ pub struct SecretString(Zeroizing<String>);
 
 impl SecretString {
     /// The plaintext. Every call site is a place a secret leaves its box: keep them few.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

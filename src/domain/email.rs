@@ -7,14 +7,14 @@ use super::Invalid;
 /// local part of at most 64 characters and a domain with a dot. No attempt at RFC 5322: the
 /// only real check of an address is sending mail to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Email(String);
+pub(crate) struct Email(String);
 
 impl Email {
     /// Longest allowed address (the column's width).
-    pub const MAX: usize = 255;
+    pub(crate) const MAX: usize = 255;
 
     /// Validates and normalizes an address.
-    pub fn parse(raw: &str) -> Result<Email, Invalid> {
+    pub(crate) fn parse(raw: &str) -> Result<Email, Invalid> {
         let value = raw.trim().to_lowercase();
         let bad = |reason: &str| Err(Invalid::new("email", reason));
         if value.chars().count() > Self::MAX {
@@ -47,7 +47,7 @@ impl Email {
     }
 
     /// The normalized address.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

@@ -8,15 +8,15 @@ mod password;
 mod profile;
 mod username;
 
-pub use email::Email;
-pub use password::Password;
-pub use profile::{Bio, Location, Name, PersonalityType};
-pub use username::Username;
+pub(crate) use email::Email;
+pub(crate) use password::Password;
+pub(crate) use profile::{Bio, Location, Name, PersonalityType};
+pub(crate) use username::Username;
 
 /// A value that breaks a rule: which field, and what the rule is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
-pub struct Invalid {
+pub(crate) struct Invalid {
     /// The JSON field name.
     pub field: &'static str,
     /// The rule, phrased for the client.

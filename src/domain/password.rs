@@ -6,18 +6,18 @@ use zeroize::Zeroizing;
 use super::Invalid;
 
 /// A candidate password that meets the length rules. `Debug` prints `<redacted>`.
-pub struct Password(Zeroizing<String>);
+pub(crate) struct Password(Zeroizing<String>);
 
 impl Password {
     /// Fewest characters accepted.
-    pub const MIN: usize = 8;
+    pub(crate) const MIN: usize = 8;
     /// Most characters accepted: long enough for any passphrase, short enough that hashing
     /// cannot be used to burn CPU.
-    pub const MAX: usize = 128;
+    pub(crate) const MAX: usize = 128;
 
     /// Checks the length of a new password. `field` names it in the error (`password`,
     /// `new_password`).
-    pub fn parse(field: &'static str, raw: &str) -> Result<Password, Invalid> {
+    pub(crate) fn parse(field: &'static str, raw: &str) -> Result<Password, Invalid> {
         let len = raw.chars().count();
         if len < Self::MIN {
             return Err(Invalid::new(
@@ -35,7 +35,7 @@ impl Password {
     }
 
     /// The plaintext, for the hasher only.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

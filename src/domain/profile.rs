@@ -6,24 +6,19 @@ macro_rules! text_field {
     ($(#[$doc:meta])* $ty:ident, $field:literal, $max:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq)]
-        pub struct $ty(String);
+        pub(crate) struct $ty(String);
 
         impl $ty {
             /// Most characters allowed.
-            pub const MAX: usize = $max;
+            pub(crate) const MAX: usize = $max;
 
             /// Trims the value and checks its length. An empty value is kept as empty.
-            pub fn parse(raw: &str) -> Result<$ty, Invalid> {
+            pub(crate) fn parse(raw: &str) -> Result<$ty, Invalid> {
                 bounded_text($field, raw, Self::MAX).map($ty)
             }
 
-            /// The value.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
             /// The value, owned.
-            pub fn into_inner(self) -> String {
+            pub(crate) fn into_inner(self) -> String {
                 self.0
             }
         }
@@ -61,12 +56,12 @@ mod tests {
 
     #[test]
     fn trims_and_bounds() {
-        assert_eq!(Name::parse("  Alice ").unwrap().as_str(), "Alice");
+        assert_eq!(Name::parse("  Alice ").unwrap().into_inner(), "Alice");
         assert!(Name::parse(&"x".repeat(101)).is_err());
         assert_eq!(
             Location::parse(&"ö".repeat(100))
                 .unwrap()
-                .as_str()
+                .into_inner()
                 .chars()
                 .count(),
             100

@@ -6,16 +6,16 @@ use super::Invalid;
 /// `-` and `.`, starting with a letter or digit. `me` is reserved for `/api/users/me`.
 /// Case is kept as given; `Alice` and `alice` are different users, as in the seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Username(String);
+pub(crate) struct Username(String);
 
 impl Username {
     /// Shortest allowed username.
-    pub const MIN: usize = 3;
+    pub(crate) const MIN: usize = 3;
     /// Longest allowed username (the column's width).
-    pub const MAX: usize = 50;
+    pub(crate) const MAX: usize = 50;
 
     /// Validates a username.
-    pub fn parse(raw: &str) -> Result<Username, Invalid> {
+    pub(crate) fn parse(raw: &str) -> Result<Username, Invalid> {
         let len = raw.chars().count();
         if !(Self::MIN..=Self::MAX).contains(&len) {
             return Err(Invalid::new(
@@ -45,7 +45,7 @@ impl Username {
     }
 
     /// The username.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

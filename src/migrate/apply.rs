@@ -21,7 +21,7 @@ const HALF_DONE: &str = "the migration ran outside a transaction, so the stateme
     index); a failed row now blocks further migrations until you clean up and delete it";
 
 /// Applies `m` and records it; returns the execution time in milliseconds.
-pub async fn apply(
+pub(super) async fn apply(
     conn: &mut PgConnection,
     schema: &str,
     m: &Migration,

@@ -15,7 +15,7 @@ use super::history::TABLE;
 /// One object of a schema: its kind and its name (`table.column` for columns, constraints and
 /// triggers, `name(args)` for functions).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ObjectKey {
+pub(crate) struct ObjectKey {
     /// `table`, `column`, `constraint`, `index`, `sequence`, `view`, `function`, `trigger`,
     /// `type`.
     pub kind: String,
@@ -31,14 +31,17 @@ impl fmt::Display for ObjectKey {
 
 /// Every object of a schema with its normalised definition. Data (rows, sequence values) is
 /// not part of it: sample rows never make two schemas differ.
-pub type Snapshot = BTreeMap<ObjectKey, String>;
+pub(super) type Snapshot = BTreeMap<ObjectKey, String>;
 
 /// Reads `schema`'s objects, except Flyway's history table and what belongs to it.
 ///
 /// Must run inside a transaction: it sets `search_path` to `schema` for that transaction
 /// (`set_config(..., true)`), so that defaults, constraint and view definitions name objects
 /// of the schema without qualifying them.
-pub async fn snapshot(conn: &mut PgConnection, schema: &str) -> Result<Snapshot, sqlx::Error> {
+pub(super) async fn snapshot(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Snapshot, sqlx::Error> {
     // language=PostgreSQL
     sqlx::query("select set_config('search_path', quote_ident($1), true)")
         .bind(schema)
@@ -129,8 +132,7 @@ pub async fn snapshot(conn: &mut PgConnection, schema: &str) -> Result<Snapshot,
 
 /// One way the live schema differs from the expected one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Difference {
-    /// The object.
+pub(crate) struct Difference {
     pub object: ObjectKey,
     /// Its definition as the migrations build it; `None`: the migrations do not create it.
     pub expected: Option<String>,
@@ -174,7 +176,7 @@ impl fmt::Display for Difference {
 /// Where each object of the final expected schema comes from: the migration that last
 /// created or changed it, and for objects a later migration dropped, the one that dropped it.
 #[derive(Debug, Clone, Default)]
-pub struct Origins {
+pub(super) struct Origins {
     /// Object -> script that created or last changed it.
     pub created: BTreeMap<ObjectKey, String>,
     /// Object -> script that dropped it.
@@ -183,7 +185,7 @@ pub struct Origins {
 
 impl Origins {
     /// Records what `script` changed between two snapshots of the scratch schema.
-    pub fn record(&mut self, before: &Snapshot, after: &Snapshot, script: &str) {
+    pub(super) fn record(&mut self, before: &Snapshot, after: &Snapshot, script: &str) {
         for (key, def) in after {
             if before.get(key) != Some(def) {
                 self.created.insert(key.clone(), script.to_owned());
@@ -199,7 +201,7 @@ impl Origins {
 }
 
 /// Every difference between what the migrations build and what the database has, by object.
-pub fn diff(expected: &Snapshot, found: &Snapshot, origins: &Origins) -> Vec<Difference> {
+pub(super) fn diff(expected: &Snapshot, found: &Snapshot, origins: &Origins) -> Vec<Difference> {
     let mut out = Vec::new();
     for (key, e) in expected {
         let f = found.get(key);

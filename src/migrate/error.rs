@@ -17,7 +17,6 @@ pub enum MigrateError {
     /// Two files have the same version.
     #[error("version {version} is used by two migrations, {first} and {second}: rename one")]
     DuplicateVersion {
-        /// The version.
         version: String,
         /// One file.
         first: String,
@@ -45,7 +44,6 @@ pub enum MigrateError {
     Location {
         /// The directory.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
     /// `--target` or a baseline version is not a version.
@@ -68,16 +66,10 @@ pub enum MigrateError {
          already holds the schema up to some version, record that with `app migrate baseline \
          --version V` (or run with --baseline-on-migrate / migrate.baseline_on_migrate = true)"
     )]
-    NonEmptySchema {
-        /// The schema.
-        schema: String,
-    },
+    NonEmptySchema { schema: String },
     /// `baseline` on a history that already has rows.
     #[error("cannot baseline: {reason}")]
-    BaselineRefused {
-        /// Why.
-        reason: String,
-    },
+    BaselineRefused { reason: String },
     /// The history holds a failed migration.
     #[error(
         "the schema history records a failed migration: {script} (version {version}, \
@@ -90,9 +82,7 @@ pub enum MigrateError {
     FailedInHistory {
         /// The file name.
         script: String,
-        /// Its version.
         version: String,
-        /// Its rank.
         installed_rank: i32,
     },
     /// A migration's SQL failed (boxed: the details are large and this path is rare).

@@ -7,19 +7,19 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use super::version::Version;
 
 /// The table's name, as Flyway names it.
-pub const TABLE: &str = "flyway_schema_history";
+pub(super) const TABLE: &str = "flyway_schema_history";
 
 /// Description and script of a baseline row, as Flyway writes them.
-pub const BASELINE_DESCRIPTION: &str = "<< Flyway Baseline >>";
+pub(crate) const BASELINE_DESCRIPTION: &str = "<< Flyway Baseline >>";
 
 /// Quotes an identifier for PostgreSQL.
-pub fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `"schema"."flyway_schema_history"`: the qualified name, and the string whose Java
 /// `hashCode` Flyway adds to its lock key.
-pub fn qualified(schema: &str) -> String {
+pub(super) fn qualified(schema: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(TABLE))
 }
 
@@ -27,7 +27,7 @@ pub fn qualified(schema: &str) -> String {
 /// never write (`JDBC`, `UNDO_SQL`, `SQL_BASELINE`, ...) are kept as read, so `info` shows
 /// them and nothing is lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `SQL`: a versioned SQL migration, the only kind `app migrate` applies.
     Sql,
     /// `BASELINE`: the schema was taken as it stood up to this version.
@@ -42,7 +42,7 @@ pub enum Kind {
 
 impl Kind {
     /// The text in the `type` column.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Kind::Sql => "SQL",
             Kind::Baseline => "BASELINE",
@@ -53,13 +53,13 @@ impl Kind {
     }
 
     /// Whether the row records a baseline (`BASELINE`, `SQL_BASELINE`, `JDBC_BASELINE`).
-    pub fn is_baseline(&self) -> bool {
+    pub(crate) fn is_baseline(&self) -> bool {
         self.as_str().ends_with("BASELINE")
     }
 
     /// Whether the row takes its version back out (`DELETE`, `UNDO_SQL`, `UNDO_JDBC`, ...),
     /// as Flyway's `repair` and `undo` mean them to.
-    pub fn is_removal(&self) -> bool {
+    pub(crate) fn is_removal(&self) -> bool {
         matches!(self, Kind::Delete) || self.as_str().starts_with("UNDO")
     }
 }
@@ -84,7 +84,7 @@ impl std::fmt::Display for Kind {
 
 /// One row of the history, as stored.
 #[derive(Debug, Clone)]
-pub struct HistoryRow {
+pub(crate) struct HistoryRow {
     /// Flyway's ordering key.
     pub installed_rank: i32,
     /// Null for repeatable migrations and Flyway's `SCHEMA` marker.
@@ -97,30 +97,26 @@ pub struct HistoryRow {
     pub script: String,
     /// Flyway's checksum; null for baselines.
     pub checksum: Option<i32>,
-    /// Who applied it (`current_user`).
-    pub installed_by: String,
-    /// When.
+    /// When it was applied.
     pub installed_on: NaiveDateTime,
-    /// How long it took, in milliseconds.
-    pub execution_time: i32,
     /// False when the migration failed half-way (left by Flyway or a non-transactional run).
     pub success: bool,
 }
 
 impl HistoryRow {
     /// The version, parsed; `None` for rows without one or with one Flyway would not write.
-    pub fn parsed_version(&self) -> Option<Version> {
+    pub(crate) fn parsed_version(&self) -> Option<Version> {
         self.version.as_deref().and_then(|v| Version::parse(v).ok())
     }
 
     /// Whether this row records a baseline (`BASELINE`, `SQL_BASELINE`, `JDBC_BASELINE`).
-    pub fn is_baseline(&self) -> bool {
+    pub(crate) fn is_baseline(&self) -> bool {
         self.kind.is_baseline()
     }
 }
 
 /// The schema new tables land in (the first schema of the search path).
-pub async fn current_schema(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+pub(super) async fn current_schema(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
     // language=PostgreSQL
     let schema: Option<String> = sqlx::query_scalar("select current_schema()")
         .fetch_one(&mut *conn)
@@ -130,7 +126,7 @@ pub async fn current_schema(conn: &mut PgConnection) -> Result<String, sqlx::Err
 }
 
 /// Whether the history table exists in `schema`.
-pub async fn exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+pub(super) async fn exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
     // language=PostgreSQL
     sqlx::query_scalar(
         "select exists (select 1 from pg_catalog.pg_tables where schemaname = $1 and tablename = $2)",
@@ -143,7 +139,10 @@ pub async fn exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx:
 
 /// Whether `schema` holds anything of its own: tables, views, sequences, functions, types.
 /// Flyway refuses to migrate such a schema without a history table unless told to baseline.
-pub async fn schema_is_empty(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+pub(super) async fn schema_is_empty(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<bool, sqlx::Error> {
     // language=PostgreSQL
     let sql = "
         select not exists (
@@ -167,7 +166,7 @@ pub async fn schema_is_empty(conn: &mut PgConnection, schema: &str) -> Result<bo
 
 /// Creates the table with Flyway's DDL for PostgreSQL (same columns, primary key and index
 /// names), unless it exists.
-pub async fn create(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+pub(super) async fn create(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
     let table = qualified(schema);
     // language=PostgreSQL
     let ddl = format!(
@@ -193,11 +192,14 @@ pub async fn create(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::E
 }
 
 /// Every row, by `installed_rank`.
-pub async fn read(conn: &mut PgConnection, schema: &str) -> Result<Vec<HistoryRow>, sqlx::Error> {
+pub(super) async fn read(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Vec<HistoryRow>, sqlx::Error> {
     // language=PostgreSQL
     let sql = format!(
-        "select installed_rank, version, description, type, script, checksum, installed_by,
-                installed_on, execution_time, success
+        "select installed_rank, version, description, type, script, checksum, installed_on,
+                success
            from {} order by installed_rank",
         qualified(schema)
     );
@@ -213,9 +215,7 @@ pub async fn read(conn: &mut PgConnection, schema: &str) -> Result<Vec<HistoryRo
                 kind: Kind::from(r.try_get::<String, _>("type")?),
                 script: r.try_get("script")?,
                 checksum: r.try_get("checksum")?,
-                installed_by: r.try_get("installed_by")?,
                 installed_on: r.try_get("installed_on")?,
-                execution_time: r.try_get("execution_time")?,
                 success: r.try_get("success")?,
             })
         })
@@ -224,10 +224,9 @@ pub async fn read(conn: &mut PgConnection, schema: &str) -> Result<Vec<HistoryRo
 
 /// What a new row says; rank, user and time are filled in by the database.
 #[derive(Debug, Clone)]
-pub struct NewRow<'a> {
+pub(super) struct NewRow<'a> {
     /// Version as written in the file name (`2.1`).
     pub version: &'a str,
-    /// Description.
     pub description: &'a str,
     /// [`Kind::Sql`] or [`Kind::Baseline`].
     pub kind: Kind,
@@ -242,7 +241,7 @@ pub struct NewRow<'a> {
 }
 
 /// Appends a row with the next `installed_rank` (the caller holds the migration lock).
-pub async fn insert(
+pub(super) async fn insert(
     conn: &mut PgConnection,
     schema: &str,
     row: &NewRow<'_>,

@@ -25,7 +25,7 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Java's `String.hashCode()`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units,
 /// wrapping in 32 bits.
-pub fn java_hash_code(s: &str) -> i32 {
+pub(super) fn java_hash_code(s: &str) -> i32 {
     s.encode_utf16().fold(0i32, |h, unit| {
         h.wrapping_mul(31).wrapping_add(i32::from(unit))
     })
@@ -33,7 +33,7 @@ pub fn java_hash_code(s: &str) -> i32 {
 
 /// Flyway's advisory lock key for a history table named `qualified`
 /// (`"public"."flyway_schema_history"`).
-pub fn flyway_key(qualified: &str) -> i64 {
+pub(crate) fn flyway_key(qualified: &str) -> i64 {
     FLYWAY_MAGIC + i64::from(java_hash_code(qualified))
 }
 
@@ -41,13 +41,13 @@ pub fn flyway_key(qualified: &str) -> i64 {
 /// if the process dies first, PostgreSQL releases it with the connection.
 #[derive(Debug)]
 #[must_use = "the lock must be released"]
-pub struct Lock {
+pub(super) struct Lock {
     key: i64,
 }
 
 impl Lock {
     /// Takes the lock, polling until `timeout` has passed (zero: a single attempt).
-    pub async fn acquire(
+    pub(super) async fn acquire(
         conn: &mut PgConnection,
         key: i64,
         timeout: Duration,
@@ -95,7 +95,7 @@ impl Lock {
     }
 
     /// Releases the lock.
-    pub async fn release(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    pub(super) async fn release(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         // language=PostgreSQL
         let released: bool = sqlx::query_scalar("select pg_advisory_unlock($1)")
             .bind(self.key)
@@ -120,7 +120,10 @@ type HolderRow = (
 
 /// Who holds the advisory lock `key` in this database: pid, application, user, client and
 /// how long its current state has lasted, from `pg_locks` and `pg_stat_activity`.
-pub async fn holder(conn: &mut PgConnection, key: i64) -> Result<Option<String>, sqlx::Error> {
+pub(super) async fn holder(
+    conn: &mut PgConnection,
+    key: i64,
+) -> Result<Option<String>, sqlx::Error> {
     // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits.
     let bits = key as u64;
     let (classid, objid) = (i64::from((bits >> 32) as u32), i64::from(bits as u32));

@@ -26,16 +26,14 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
-pub use catalog::{Difference, ObjectKey};
 pub use checksum::checksum;
-pub use error::{MigrateError, SqlFailure};
-pub use history::{BASELINE_DESCRIPTION, HistoryRow, Kind};
-pub use lock::flyway_key;
-pub use plan::{Line, Plan, State};
-pub use repair::{Change, InvalidIndex, RepairOptions, RepairReport, repair};
+pub(crate) use error::MigrateError;
+pub(crate) use history::{BASELINE_DESCRIPTION, HistoryRow, Kind};
+pub(crate) use lock::flyway_key;
+pub(crate) use plan::{Line, Plan, State};
+pub(crate) use repair::{RepairOptions, RepairReport, repair};
 pub use script::Migration;
 pub use source::Migrations;
-pub use split::{Statement, split};
 pub use version::Version;
 
 /// Where the database schema stands relative to this binary's embedded migrations.
@@ -123,7 +121,7 @@ pub struct Report {
     /// A baseline row was written (or would be) with this version.
     pub baselined: Option<String>,
     /// The comparison under the lock, before applying.
-    pub plan: Plan,
+    pub(crate) plan: Plan,
     /// Applied migrations: index into the migrations and execution time in ms.
     pub applied: Vec<(usize, i32)>,
 }
@@ -285,7 +283,7 @@ fn check(plan: Plan) -> Result<Plan, MigrateError> {
 }
 
 /// `app migrate validate`: the files against the history, without changing anything.
-pub async fn validate(
+pub(crate) async fn validate(
     conn: &mut PgConnection,
     migrations: &Migrations,
 ) -> Result<Plan, MigrateError> {
@@ -294,7 +292,7 @@ pub async fn validate(
 }
 
 /// `app migrate info`: every migration and history row with its state.
-pub async fn info(
+pub(crate) async fn info(
     conn: &mut PgConnection,
     migrations: &Migrations,
     target: Option<&Version>,
@@ -306,7 +304,7 @@ pub async fn info(
 
 /// `app migrate baseline`: records that the schema already is at `version`, so migrations
 /// up to it never run. Refused when the history already holds migrations.
-pub async fn baseline(
+pub(crate) async fn baseline(
     conn: &mut PgConnection,
     version: &Version,
     lock_timeout: Duration,
@@ -379,9 +377,7 @@ fn dry_baseline_row(version: &str) -> HistoryRow {
         kind: Kind::Baseline,
         script: BASELINE_DESCRIPTION.into(),
         checksum: None,
-        installed_by: String::new(),
         installed_on: chrono::Utc::now().naive_utc(),
-        execution_time: 0,
         success: true,
     }
 }

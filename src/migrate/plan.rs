@@ -13,7 +13,7 @@ use super::version::Version;
 
 /// Where one migration (or history row) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// In the history, succeeded.
     Applied,
     /// Not applied yet; the next `app migrate` runs it.
@@ -38,7 +38,7 @@ pub enum State {
 
 impl State {
     /// The word `info` prints.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Applied => "applied",
             State::Pending => "pending",
@@ -56,10 +56,8 @@ impl State {
 
 /// One line of `app migrate info`.
 #[derive(Debug, Clone)]
-pub struct Line {
-    /// Version text.
+pub(crate) struct Line {
     pub version: String,
-    /// Description.
     pub description: String,
     /// History row type, or [`Kind::Sql`] for a file not applied yet.
     pub kind: Kind,
@@ -67,7 +65,6 @@ pub struct Line {
     pub script: String,
     /// When it was applied.
     pub installed_on: Option<NaiveDateTime>,
-    /// Its state.
     pub state: State,
     /// For an applied migration with a file: do checksum and description still match?
     pub checksum_ok: Option<bool>,
@@ -75,18 +72,16 @@ pub struct Line {
 
 /// A failed row in the history.
 #[derive(Debug, Clone)]
-pub struct FailedRow {
+pub(crate) struct FailedRow {
     /// Its rank, to delete it by.
     pub installed_rank: i32,
-    /// Its version.
     pub version: String,
-    /// Its script.
     pub script: String,
 }
 
 /// The comparison of files and history.
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Every migration and history row, by version.
     pub lines: Vec<Line>,
     /// What `app migrate` would run next, oldest first (indexes into the migrations).
@@ -102,13 +97,17 @@ pub struct Plan {
 }
 
 /// Builds the plan. `history` is in `installed_rank` order; `target` limits what is pending.
-pub fn plan(migrations: &Migrations, history: &[HistoryRow], target: Option<&Version>) -> Plan {
+pub(super) fn plan(
+    migrations: &Migrations,
+    history: &[HistoryRow],
+    target: Option<&Version>,
+) -> Plan {
     plan_with(migrations, history, target, false)
 }
 
 /// [`plan`], with Flyway's `outOfOrder`: a pending migration older than the newest applied
 /// one is pending (applied in version order) instead of a problem.
-pub fn plan_with(
+pub(super) fn plan_with(
     migrations: &Migrations,
     history: &[HistoryRow],
     target: Option<&Version>,
@@ -322,9 +321,7 @@ mod tests {
             kind,
             script: m.map_or(format!("V{version}__x.sql"), |m| m.script.clone()),
             checksum: m.map(|m| m.checksum),
-            installed_by: "me".into(),
             installed_on: NaiveDateTime::default(),
-            execution_time: 1,
             success,
         }
     }

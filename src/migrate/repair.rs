@@ -36,7 +36,7 @@ const SCRATCH_PREFIX: &str = "app_adopt_";
 
 /// How [`repair`] runs.
 #[derive(Debug, Clone)]
-pub struct RepairOptions {
+pub(crate) struct RepairOptions {
     /// Give up waiting for another migrator after this long.
     pub lock_timeout: Duration,
     /// Work out and verify every change, print it, change nothing (and take no lock).
@@ -51,21 +51,17 @@ pub struct RepairOptions {
 
 /// One change to the history.
 #[derive(Debug, Clone)]
-pub enum Change {
+pub(crate) enum Change {
     /// A failed row is deleted.
     RemoveFailed {
-        /// Its rank.
         installed_rank: i32,
         /// Its version (empty for a repeatable one).
         version: String,
-        /// Its script.
         script: String,
     },
     /// An applied row takes the file's checksum, description and type.
     Realign {
-        /// Its rank.
         installed_rank: i32,
-        /// Its version.
         version: String,
         /// (checksum, description, type) as recorded.
         old: (Option<i32>, String, HistoryKind),
@@ -74,7 +70,6 @@ pub enum Change {
     },
     /// An applied migration without a file gets a `DELETE` row.
     MarkDeleted {
-        /// The version.
         version: String,
         /// The row that applied it.
         row: HistoryRow,
@@ -83,7 +78,7 @@ pub enum Change {
 
 impl Change {
     /// Whether this change trusts the files for a schema they may not have built.
-    pub fn realigns_checksum(&self) -> bool {
+    pub(crate) fn realigns_checksum(&self) -> bool {
         matches!(self, Change::Realign { old, new, .. } if old.0 != Some(new.0))
     }
 }
@@ -128,8 +123,7 @@ impl fmt::Display for Change {
 /// An index PostgreSQL keeps but does not use: what a failed `create index concurrently`
 /// leaves behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidIndex {
-    /// Its name.
+pub(crate) struct InvalidIndex {
     pub name: String,
     /// The statement that drops it.
     pub drop: String,
@@ -137,7 +131,7 @@ pub struct InvalidIndex {
 
 /// What [`repair`] did (or, in a dry run, would do).
 #[derive(Debug, Clone)]
-pub struct RepairReport {
+pub(crate) struct RepairReport {
     /// The schema repaired.
     pub schema: String,
     /// Every change to the history, in the order applied.
@@ -153,7 +147,7 @@ pub struct RepairReport {
 }
 
 /// Repairs the history of the connection's current schema. See the module docs.
-pub async fn repair(
+pub(crate) async fn repair(
     conn: &mut PgConnection,
     migrations: &Migrations,
     opts: &RepairOptions,
@@ -258,7 +252,7 @@ async fn repair_locked(
 
 /// The repairs the history needs, as Flyway's `repair` makes them: failed rows first, then
 /// missing migrations, then realignments.
-pub fn plan_changes(migrations: &Migrations, rows: &[HistoryRow]) -> Vec<Change> {
+pub(super) fn plan_changes(migrations: &Migrations, rows: &[HistoryRow]) -> Vec<Change> {
     let mut changes = Vec::new();
     for row in rows.iter().filter(|r| !r.success) {
         changes.push(Change::RemoveFailed {
@@ -423,7 +417,7 @@ fn scratch_sql(sql: &str, kind: Kind) -> Option<String> {
 }
 
 /// The differences, one per line, for messages.
-pub fn render(differences: &[Difference]) -> String {
+pub(super) fn render(differences: &[Difference]) -> String {
     differences
         .iter()
         .map(|d| format!("  - {d}"))
@@ -533,9 +527,7 @@ mod tests {
             kind: HistoryKind::from(kind.to_owned()),
             script: format!("V{version}__x.sql"),
             checksum,
-            installed_by: "me".into(),
             installed_on: NaiveDateTime::default(),
-            execution_time: 1,
             success,
         }
     }

@@ -12,11 +12,11 @@ use super::version::Version;
 
 /// The first PostgreSQL release (as `server_version_num`) that allows `alter type … add value`
 /// inside a transaction.
-pub const ADD_VALUE_IN_TRANSACTION: u32 = 120_000;
+pub(super) const ADD_VALUE_IN_TRANSACTION: u32 = 120_000;
 
 /// Whether a statement may run inside a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Ordinary SQL.
     Transactional,
     /// Refused inside a transaction block (`create index concurrently`, `vacuum`, ...).
@@ -27,7 +27,7 @@ pub enum Kind {
 
 impl Kind {
     /// Whether the statement can run inside a transaction on this server version.
-    pub fn in_transaction(self, server_version_num: u32) -> bool {
+    pub(crate) fn in_transaction(self, server_version_num: u32) -> bool {
         match self {
             Kind::Transactional => true,
             Kind::NonTransactional(_) => false,
@@ -36,7 +36,7 @@ impl Kind {
     }
 
     /// A short name for messages.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Kind::Transactional => "transactional statement",
             Kind::NonTransactional(what) => what,
@@ -46,7 +46,7 @@ impl Kind {
 }
 
 /// Classifies a statement by its leading words, as Flyway's PostgreSQL parser does.
-pub fn classify(words: &[String]) -> Kind {
+pub(super) fn classify(words: &[String]) -> Kind {
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     let has_pair = |a: &str, b: &str| w.windows(2).any(|p| p[0] == a && p[1] == b);
     match w.as_slice() {
@@ -89,9 +89,9 @@ pub struct Migration {
     /// Flyway's checksum of the file's bytes.
     pub checksum: i32,
     /// The statements, in order.
-    pub statements: Vec<Statement>,
+    pub(crate) statements: Vec<Statement>,
     /// Each statement's kind, parallel to `statements`.
-    pub kinds: Vec<Kind>,
+    pub(crate) kinds: Vec<Kind>,
 }
 
 impl Migration {
@@ -141,7 +141,7 @@ impl Migration {
 
     /// Whether the script runs in one transaction on this server; an error if it mixes
     /// statements that must run outside a transaction with ones that should run inside.
-    pub fn in_transaction(&self, server_version_num: u32) -> Result<bool, MigrateError> {
+    pub(crate) fn in_transaction(&self, server_version_num: u32) -> Result<bool, MigrateError> {
         let inside = |k: &Kind| k.in_transaction(server_version_num);
         let first_in = self.kinds.iter().position(inside);
         let first_out = self.kinds.iter().position(|k| !inside(k));
@@ -159,7 +159,7 @@ impl Migration {
 }
 
 /// Splits `V2_1__add_thing.sql` into version 2.1 and description "add thing".
-pub fn parse_name(script: &str) -> Result<(Version, String), String> {
+pub(super) fn parse_name(script: &str) -> Result<(Version, String), String> {
     let Some(stem) = script.strip_suffix(".sql") else {
         return Err("a migration file name must end in .sql".into());
     };

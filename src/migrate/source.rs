@@ -77,12 +77,12 @@ impl Migrations {
     }
 
     /// All migrations, oldest first.
-    pub fn all(&self) -> &[Migration] {
+    pub(crate) fn all(&self) -> &[Migration] {
         &self.list
     }
 
     /// The newest migration, if there is any.
-    pub fn latest(&self) -> Option<&Migration> {
+    pub(crate) fn latest(&self) -> Option<&Migration> {
         self.list.last()
     }
 }

@@ -7,7 +7,7 @@
 
 /// One statement of a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement {
+pub(crate) struct Statement {
     /// The text, from its first token up to (not including) the terminating `;`.
     pub sql: String,
     /// 1-based line of the script on which the statement starts.
@@ -17,11 +17,11 @@ pub struct Statement {
 }
 
 /// How many leading words are kept per statement: enough for every pattern we look for.
-pub const MAX_WORDS: usize = 64;
+pub(super) const MAX_WORDS: usize = 64;
 
 /// A script the splitter cannot make sense of.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SplitError {
+pub(crate) struct SplitError {
     /// 1-based line where the unterminated construct starts.
     pub line: usize,
     /// What is unterminated.
@@ -93,7 +93,7 @@ impl Current {
 }
 
 /// Splits `sql` into its statements. Empty statements (a lone `;`) are dropped.
-pub fn split(sql: &str) -> Result<Vec<Statement>, SplitError> {
+pub(crate) fn split(sql: &str) -> Result<Vec<Statement>, SplitError> {
     let bytes = sql.as_bytes();
     let mut out = Vec::new();
     let mut cur = Current::new();

@@ -18,11 +18,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 
 /// The stanza tag. Unknown tags are ignored by every age implementation.
-pub const BIND_TAG: &str = "discbaboons-bind";
+pub(crate) const BIND_TAG: &str = "discbaboons-bind";
 
 /// The context and key name a value was sealed for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// The file's context, e.g. `discbaboons/prod`.
     pub context: String,
     /// The key name, e.g. `DATABASE_PASSWORD`.
@@ -31,7 +31,7 @@ pub struct Binding {
 
 impl Binding {
     /// A binding of `key` in the file of `context`.
-    pub fn new(context: &str, key: &str) -> Self {
+    pub(crate) fn new(context: &str, key: &str) -> Self {
         Binding {
             context: context.to_owned(),
             key: key.to_owned(),
@@ -72,7 +72,7 @@ impl Binding {
 
 /// Adds the binding stanza to a value's header when passed to `Encryptor::with_recipients`
 /// next to the real recipients. It wraps no file key, so it grants nobody access.
-pub struct BindingRecipient(pub Binding);
+pub(crate) struct BindingRecipient(pub Binding);
 
 impl Recipient for BindingRecipient {
     fn wrap_file_key(
@@ -87,7 +87,7 @@ impl Recipient for BindingRecipient {
 /// What a value's header says, read without any private key. Unauthenticated until the value
 /// has been decrypted (the header MAC is checked then).
 #[derive(Debug, Clone, Default)]
-pub struct HeaderView {
+pub(crate) struct HeaderView {
     /// The tags of the recipient stanzas (`X25519`, `ssh-ed25519`, ...), without the binding
     /// and without age's random "grease" stanza.
     pub recipients: Vec<String>,
@@ -97,7 +97,7 @@ pub struct HeaderView {
 
 impl HeaderView {
     /// The one well-formed binding, if the header has exactly one.
-    pub fn binding(&self) -> Option<&Binding> {
+    pub(crate) fn binding(&self) -> Option<&Binding> {
         match &self.bindings[..] {
             [Ok(binding)] => Some(binding),
             _ => None,
@@ -107,13 +107,13 @@ impl HeaderView {
 
 /// An identity that never decrypts, placed first so that it sees the header's stanzas.
 #[derive(Default)]
-pub struct HeaderProbe {
+pub(crate) struct HeaderProbe {
     seen: RefCell<Option<HeaderView>>,
 }
 
 impl HeaderProbe {
     /// What the header held; `None` if age never got as far as the stanzas.
-    pub fn take(&self) -> Option<HeaderView> {
+    pub(crate) fn take(&self) -> Option<HeaderView> {
         self.seen.borrow_mut().take()
     }
 }

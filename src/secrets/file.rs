@@ -15,11 +15,11 @@ use super::recipient::RecipientEntry;
 use super::value::ARMOR_BEGIN;
 
 /// The format version this binary reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// The largest sealed file read: what one Kubernetes ConfigMap or Secret can hold. A
 /// bigger file cannot have been mounted, and reading one would only waste the pod's memory.
-pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: usize = 1024 * 1024;
 
 /// The deepest nesting of YAML flow collections (`[` and `{`) accepted. `app seal` writes
 /// one level; libyaml's scanner is quadratic in the depth (40 000 `[` take seconds, a
@@ -64,7 +64,7 @@ struct RawRecipient {
 
 impl SealedFile {
     /// An empty file for `context`, encrypting to `recipients`.
-    pub fn new(context: &str, recipients: Vec<RecipientEntry>) -> Result<Self, SealedError> {
+    pub(crate) fn new(context: &str, recipients: Vec<RecipientEntry>) -> Result<Self, SealedError> {
         check_context(context)?;
         Ok(SealedFile {
             context: context.to_owned(),
@@ -74,7 +74,7 @@ impl SealedFile {
     }
 
     /// Reads and parses `path`.
-    pub fn read(path: &Path) -> Result<Self, SealedError> {
+    pub(crate) fn read(path: &Path) -> Result<Self, SealedError> {
         let bytes = std::fs::read(path).map_err(|e| SealedError::read(path, e))?;
         if bytes.len() > MAX_FILE_BYTES {
             return Err(SealedError::Malformed {
@@ -190,7 +190,7 @@ impl SealedFile {
 
     /// Writes the file atomically (a temporary file renamed over it). A file over
     /// [`MAX_FILE_BYTES`] is refused: no pod could mount or read it.
-    pub fn write(&self, path: &Path) -> Result<(), SealedError> {
+    pub(crate) fn write(&self, path: &Path) -> Result<(), SealedError> {
         let text = self.to_yaml();
         if text.len() > MAX_FILE_BYTES {
             return Err(SealedError::Refused(format!(
@@ -215,7 +215,7 @@ impl SealedFile {
     }
 
     /// The keys, comma-separated, for messages.
-    pub fn key_list(&self) -> String {
+    pub(crate) fn key_list(&self) -> String {
         if self.values.is_empty() {
             return "none".into();
         }
@@ -225,7 +225,7 @@ impl SealedFile {
 
 /// Key names become file names (`app seal open`) and settings: letters, digits, `_ . -`,
 /// starting with a letter or `_`.
-pub fn check_key_name(name: &str) -> Result<(), SealedError> {
+pub(crate) fn check_key_name(name: &str) -> Result<(), SealedError> {
     let mut chars = name.chars();
     let first_ok = chars
         .next()
@@ -245,7 +245,7 @@ pub fn check_key_name(name: &str) -> Result<(), SealedError> {
 }
 
 /// A context names an application and environment, e.g. `discbaboons/prod`.
-pub fn check_context(context: &str) -> Result<(), SealedError> {
+pub(crate) fn check_context(context: &str) -> Result<(), SealedError> {
     let ok = context
         .chars()
         .next()

@@ -14,7 +14,7 @@ use super::error::SealedError;
 
 /// Whether a passphrase-protected SSH key may ask for its passphrase on the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Passphrase {
+pub(crate) enum Passphrase {
     /// In the pod: nobody can answer, so such a key is an error.
     Refuse,
     /// On a laptop: ask once, at load time.
@@ -23,7 +23,7 @@ pub enum Passphrase {
 
 /// The identities that may decrypt a value, and where they came from.
 #[derive(Default)]
-pub struct Identities {
+pub(crate) struct Identities {
     list: Vec<Box<dyn age::Identity>>,
     sources: Vec<PathBuf>,
     /// Things worth a warning, such as an identity file readable by group or others.
@@ -33,7 +33,7 @@ pub struct Identities {
 impl Identities {
     /// Loads every path: a file is one identity file, a directory contributes each regular
     /// file in it (hidden names skipped: Kubernetes keeps `..data` there).
-    pub fn load(paths: &[PathBuf], passphrase: Passphrase) -> Result<Self, SealedError> {
+    pub(crate) fn load(paths: &[PathBuf], passphrase: Passphrase) -> Result<Self, SealedError> {
         let mut ids = Identities::default();
         for path in paths {
             let meta = fs::metadata(path).map_err(|e| SealedError::NoIdentity {
@@ -61,8 +61,9 @@ impl Identities {
         Ok(ids)
     }
 
-    /// One in-memory X25519 identity (tests, and `keygen` checks).
-    pub fn from_x25519(identity: age::x25519::Identity) -> Self {
+    /// One in-memory X25519 identity, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn from_x25519(identity: age::x25519::Identity) -> Self {
         Identities {
             list: vec![Box::new(identity)],
             sources: vec![PathBuf::from("(in memory)")],
@@ -130,22 +131,17 @@ impl Identities {
     }
 
     /// How many identities were loaded.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
 
-    /// Always false once loaded: loading fails when nothing is found.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// The identities, as age's decryptor takes them.
-    pub fn iter(&self) -> impl Iterator<Item = &dyn age::Identity> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn age::Identity> {
         self.list.iter().map(|i| i.as_ref())
     }
 
     /// The files the identities came from, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.sources
             .iter()
             .map(|p| p.display().to_string())
@@ -197,7 +193,7 @@ fn ssh_identity(
 }
 
 /// A new X25519 identity, in the `age-keygen` file format.
-pub struct NewIdentity {
+pub(crate) struct NewIdentity {
     /// The identity file's content: two comment lines and the secret key.
     pub file_text: Zeroizing<String>,
     /// Its recipient (public key), `age1...`.
@@ -205,7 +201,7 @@ pub struct NewIdentity {
 }
 
 /// Generates an identity. `created` is the timestamp written in the file's comment.
-pub fn generate(created: &str) -> NewIdentity {
+pub(crate) fn generate(created: &str) -> NewIdentity {
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let file_text = Zeroizing::new(format!(
@@ -220,7 +216,7 @@ pub fn generate(created: &str) -> NewIdentity {
 
 /// A Kubernetes Secret holding `identity` under `data_key`, for `kubectl apply -f -` (or, to
 /// add a second key during a rotation, `kubectl patch --type merge --patch-file`).
-pub fn k8s_secret_manifest(
+pub(crate) fn k8s_secret_manifest(
     name: &str,
     namespace: &str,
     data_key: &str,
@@ -266,7 +262,7 @@ pub fn k8s_secret_manifest(
 }
 
 /// Writes `text` to a new file readable by its owner only; refuses to replace a file.
-pub fn write_private(path: &Path, text: &str) -> Result<(), SealedError> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), SealedError> {
     use std::io::Write;
     let mut file = fs::OpenOptions::new()
         .write(true)

@@ -6,49 +6,41 @@
 //! identities mounted from a Kubernetes Secret and hands the values to the settings. Nothing
 //! here reads the environment: paths come from [`SealedSettings`] or the command line.
 
-pub mod binding;
+pub(crate) mod binding;
 mod error;
-pub mod file;
-pub mod identity;
-pub mod recipient;
+pub(crate) mod file;
+pub(crate) mod identity;
+pub(crate) mod recipient;
 pub mod tmpfs;
-pub mod value;
+pub(crate) mod value;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use binding::Binding;
-pub use error::{SealedError, ValueError};
+pub(crate) use binding::Binding;
+pub(crate) use error::{SealedError, ValueError};
 pub use file::SealedFile;
-pub use identity::{Identities, Passphrase};
+pub(crate) use identity::{Identities, Passphrase};
 pub use recipient::{RecipientEntry, Recipients};
 
-use crate::config::{Environment, SealedSettings, SealedValues, SecretString, Settings};
+use crate::config::{Environment, SealedSettings, SealedValues, SecretString};
 
 /// What [`open_mounted`] found: the values, and warnings for the log.
 #[derive(Debug, Default)]
-pub struct Mounted {
+pub(crate) struct Mounted {
     /// The decrypted values by key name.
     pub values: SealedValues,
     /// Things worth a warning (an identity file readable by group or others).
     pub warnings: Vec<String>,
 }
 
-/// The [`crate::config::SealedLoader`] of `serve`, `migrate`, `wait-db` and `config`: decrypts
-/// the mounted sealed file. Warnings are logged through `tracing`; use [`open_mounted`] to get
-/// them back instead when no subscriber is installed yet.
-pub fn load_sealed(settings: &Settings) -> anyhow::Result<SealedValues> {
-    let mounted = open_mounted(&settings.sealed, settings.env)?;
-    for warning in &mounted.warnings {
-        tracing::warn!("{warning}");
-    }
-    Ok(mounted.values)
-}
-
 /// Decrypts every value of the sealed file in `sealed.file` with every identity in
 /// `sealed.identity_dir`. A missing file is fine in dev (nothing is loaded) and an error in
 /// prod. Any value that fails fails the whole load: a half-configured pod must not start.
-pub fn open_mounted(sealed: &SealedSettings, env: Environment) -> Result<Mounted, SealedError> {
+pub(crate) fn open_mounted(
+    sealed: &SealedSettings,
+    env: Environment,
+) -> Result<Mounted, SealedError> {
     if !sealed.file.exists() {
         return match env {
             Environment::Dev => {
@@ -80,7 +72,7 @@ pub fn open_mounted(sealed: &SealedSettings, env: Environment) -> Result<Mounted
 
 /// Decrypts each value of `file` (read from `path`) and checks its binding; one result per key,
 /// in key order, so that `verify` can report every key.
-pub fn open_all(
+pub(crate) fn open_all(
     file: &SealedFile,
     path: &Path,
     identities: &Identities,
@@ -92,7 +84,7 @@ pub fn open_all(
 }
 
 /// Decrypts the value of `key` and checks its binding.
-pub fn open_one(
+pub(crate) fn open_one(
     file: &SealedFile,
     path: &Path,
     key: &str,
@@ -116,7 +108,7 @@ pub fn open_one(
 
 /// Seals each value into `file` under its key, to the file's recipients. Other keys' blocks
 /// are left exactly as they were.
-pub fn set_values(
+pub(crate) fn set_values(
     file: &mut SealedFile,
     values: &[(String, SecretString)],
 ) -> Result<(), SealedError> {
@@ -139,7 +131,7 @@ pub fn set_values(
 
 /// Re-encrypts every value to `recipients` (key rotation). Every value is decrypted and its
 /// binding checked first, so a file is never half re-keyed.
-pub fn rekey(
+pub(crate) fn rekey(
     file: &mut SealedFile,
     path: &Path,
     identities: &Identities,

@@ -18,7 +18,7 @@ pub struct RecipientEntry {
 impl RecipientEntry {
     /// Parses one recipient line (`age1...`, or an SSH public key with its optional comment)
     /// and checks the key.
-    pub fn parse(line: &str, comment: Option<String>) -> Result<Self, SealedError> {
+    pub(crate) fn parse(line: &str, comment: Option<String>) -> Result<Self, SealedError> {
         let line = line.trim();
         let mut parts = line.split_whitespace();
         let entry = match parts.next() {
@@ -74,7 +74,7 @@ impl RecipientEntry {
 
 /// Reads a recipients file as `age -R` does: one recipient per line, `#` comments and blank
 /// lines ignored. A comment line just above a recipient becomes its comment.
-pub fn read_recipients_file(path: &Path) -> Result<Vec<RecipientEntry>, SealedError> {
+pub(crate) fn read_recipients_file(path: &Path) -> Result<Vec<RecipientEntry>, SealedError> {
     let text = std::fs::read_to_string(path).map_err(|e| SealedError::read(path, e))?;
     let mut entries = Vec::new();
     let mut comment = None;
@@ -103,7 +103,7 @@ pub struct Recipients(Vec<Box<dyn age::Recipient + Send>>);
 
 impl Recipients {
     /// Builds the recipients of the given entries; at least one is required.
-    pub fn from_entries(entries: &[RecipientEntry]) -> Result<Self, SealedError> {
+    pub(crate) fn from_entries(entries: &[RecipientEntry]) -> Result<Self, SealedError> {
         if entries.is_empty() {
             return Err(SealedError::BadRecipient {
                 what: "list".into(),
@@ -119,8 +119,9 @@ impl Recipients {
             .map(Recipients)
     }
 
-    /// Parses bare recipient strings (tests and quick use).
-    pub fn parse_all(lines: &[String]) -> Result<Self, SealedError> {
+    /// Parses bare recipient strings, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn parse_all(lines: &[String]) -> Result<Self, SealedError> {
         let entries = lines
             .iter()
             .map(|l| RecipientEntry::parse(l, None))
@@ -129,7 +130,7 @@ impl Recipients {
     }
 
     /// The recipients, as age's encryptor takes them.
-    pub fn iter(&self) -> impl Iterator<Item = &dyn age::Recipient> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn age::Recipient> {
         self.0.iter().map(|r| r.as_ref() as &dyn age::Recipient)
     }
 }

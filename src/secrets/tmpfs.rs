@@ -33,7 +33,7 @@ pub fn is_memory_backed(path: &Path) -> std::io::Result<bool> {
 
 /// Writes each value to `dir/KEY` with `mode`, replacing older files atomically. Refuses
 /// unless `dir` is memory-backed.
-pub fn write_into(
+pub(crate) fn write_into(
     dir: &Path,
     values: &[(String, SecretString)],
     mode: u32,

@@ -15,10 +15,10 @@ use super::recipient::Recipients;
 use crate::config::SecretString;
 
 /// The first line of every sealed value.
-pub const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
+pub(crate) const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
 
 /// Encrypts `plaintext` to every recipient, bound to `binding`, as ASCII armor ending in `\n`.
-pub fn seal(
+pub(crate) fn seal(
     recipients: &Recipients,
     binding: &Binding,
     plaintext: &[u8],
@@ -44,7 +44,7 @@ pub fn seal(
 
 /// Reads a value's header without decrypting: its recipient stanza types and its binding
 /// (unauthenticated). `Err` when the value is not an age file.
-pub fn inspect(armored: &str) -> Result<HeaderView, ValueError> {
+pub(crate) fn inspect(armored: &str) -> Result<HeaderView, ValueError> {
     let decryptor = decryptor(armored)?;
     let probe = HeaderProbe::default();
     // The probe alone never decrypts; it only records the stanzas.
@@ -55,7 +55,7 @@ pub fn inspect(armored: &str) -> Result<HeaderView, ValueError> {
 }
 
 /// Decrypts a value with any of `identities` and checks that it is bound to `expected`.
-pub fn open(
+pub(crate) fn open(
     armored: &str,
     identities: &Identities,
     expected: &Binding,

@@ -45,7 +45,7 @@ fn spec_yaml() -> Response {
 pub(super) const PATHS: [&str; 4] = ["/docs", "/docs/", "/openapi.json", "/openapi.yaml"];
 
 /// The documentation routes, to be merged into the main route.
-pub fn routes(route: Route) -> Route {
+pub(super) fn routes(route: Route) -> Route {
     let [docs, docs_slash, json, yaml] = PATHS;
     route
         .at(docs, get(swagger_ui))

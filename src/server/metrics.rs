@@ -21,7 +21,7 @@ use crate::build_info;
 /// The labels of the request metrics. The route is the template (`/api/users/:username`),
 /// never the path, so that the number of series stays bounded.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
+pub(crate) struct HttpLabels {
     /// `GET`, `POST`, ...
     pub method: &'static str,
     /// The matched route template, or `unmatched`.
@@ -36,7 +36,7 @@ fn histogram() -> Histogram {
 }
 
 /// Every metric, and the registry that renders them.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<HttpLabels, Counter>,
     latency: Family<HttpLabels, Histogram, fn() -> Histogram>,
@@ -47,7 +47,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric; the pool is read at each scrape.
-    pub fn new(pool: PgPool) -> Metrics {
+    pub(crate) fn new(pool: PgPool) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<HttpLabels, Counter>::default();
         let latency = Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -94,7 +94,7 @@ impl Metrics {
     }
 
     /// Records one answered request.
-    pub fn observe(&self, method: &Method, route: Arc<str>, status: u16, seconds: f64) {
+    pub(crate) fn observe(&self, method: &Method, route: Arc<str>, status: u16, seconds: f64) {
         let labels = HttpLabels {
             method: method_label(method),
             route,
@@ -105,7 +105,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the pool gauges read now.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.pool_size.set(i64::from(self.pool.size()));
         self.pool_idle.set(self.pool.num_idle() as i64);
         let mut out = String::with_capacity(4096);
@@ -136,6 +136,6 @@ fn scrape(metrics: Data<&Arc<Metrics>>) -> Response {
 }
 
 /// The metrics listener's routes: `/metrics` only.
-pub fn routes(metrics: Arc<Metrics>) -> impl IntoEndpoint {
+pub(crate) fn routes(metrics: Arc<Metrics>) -> impl IntoEndpoint {
     Route::new().at("/metrics", scrape).data(metrics)
 }

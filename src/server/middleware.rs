@@ -18,11 +18,11 @@ use super::routes::{allowed_methods, route_of, unmatched};
 use crate::api::ApiError;
 
 /// The header carrying the request id, read from the client and echoed back.
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// Settings of [`Observe`].
 #[derive(Clone)]
-pub struct Observe {
+pub(super) struct Observe {
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Longest a request may take.
@@ -84,7 +84,7 @@ fn client_id(req: &Request) -> Option<HeaderValue> {
 }
 
 /// The endpoint [`Observe`] wraps around the routes.
-pub struct ObserveEndpoint<E> {
+pub(super) struct ObserveEndpoint<E> {
     inner: E,
     config: Observe,
     ids: RequestIds,

@@ -12,7 +12,7 @@
 //! requests get up to `http.shutdown_timeout` to finish.
 
 mod docs;
-pub mod metrics;
+pub(crate) mod metrics;
 mod middleware;
 mod routes;
 
@@ -30,8 +30,7 @@ use crate::auth::{JwtKeys, PasswordHasher, WeakSecret};
 use crate::config::Settings;
 use crate::migrate::MigrateError;
 
-pub use metrics::Metrics;
-pub use middleware::REQUEST_ID;
+pub(crate) use metrics::Metrics;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +40,9 @@ pub enum StartError {
     Bind {
         /// `the API` or `metrics`.
         what: &'static str,
-        /// The address.
+        /// The address asked for (`http.host`/`http.port` or `metrics.host`/`metrics.port`).
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's reason.
         source: std::io::Error,
     },
     /// The JWT secret is unusable in this environment.
@@ -156,14 +155,9 @@ impl Server {
         self.metrics_addr
     }
 
-    /// The shared state.
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
     /// Refuses to go on when the schema is behind this binary. When the database cannot be
     /// reached the check is left to `/ready` (the pool recovers by itself), with a warning.
-    pub async fn check_schema(&self, within: Duration) -> Result<(), StartError> {
+    pub(crate) async fn check_schema(&self, within: Duration) -> Result<(), StartError> {
         let check = async {
             let mut conn = self.state.pool.acquire().await?;
             crate::migrate::schema_status(&mut conn).await
@@ -274,7 +268,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
 }
 
 /// Resolves on the first SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

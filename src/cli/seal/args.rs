@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// Options of `app seal`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The seal subcommand.
     #[command(subcommand)]
     pub command: SealCommand,
@@ -12,7 +12,7 @@ pub struct Args {
 
 /// Every `app seal` subcommand.
 #[derive(Debug, clap::Subcommand)]
-pub enum SealCommand {
+pub(crate) enum SealCommand {
     /// Create an identity (private key) and print its recipient (public key).
     #[command(after_help = KEYGEN_EXAMPLES)]
     Keygen(KeygenArgs),
@@ -85,14 +85,14 @@ Examples (an init container next to PostgreSQL, DIR an emptyDir with medium: Mem
 
 /// The sealed file argument.
 #[derive(Debug, clap::Args)]
-pub struct FileArg {
+pub(crate) struct FileArg {
     /// The sealed secrets file.
     pub file: PathBuf,
 }
 
 /// Identity files or directories.
 #[derive(Debug, clap::Args)]
-pub struct IdentityArgs {
+pub(crate) struct IdentityArgs {
     /// Identity file (age or OpenSSH private key), or a directory of them. Repeatable.
     #[arg(short = 'i', long = "identity", value_name = "PATH", required = true)]
     pub identities: Vec<PathBuf>,
@@ -100,7 +100,7 @@ pub struct IdentityArgs {
 
 /// Recipients from the command line or files.
 #[derive(Debug, clap::Args)]
-pub struct RecipientArgs {
+pub(crate) struct RecipientArgs {
     /// A recipient: `age1...` or an SSH public key. Repeatable.
     #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
@@ -111,7 +111,7 @@ pub struct RecipientArgs {
 
 /// Options of `app seal keygen`.
 #[derive(Debug, clap::Args)]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     /// Write the identity to this new file (mode 0600).
     #[arg(
         short = 'o',
@@ -133,7 +133,7 @@ pub struct KeygenArgs {
 
 /// Options of `app seal set`.
 #[derive(Debug, clap::Args)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     /// The sealed secrets file (created when absent, with --context and recipients).
     pub file: PathBuf,
     /// Keys whose values are read from a hidden prompt, or from stdin (one key only).
@@ -151,7 +151,7 @@ pub struct SetArgs {
 
 /// Options of `app seal rm`.
 #[derive(Debug, clap::Args)]
-pub struct RmArgs {
+pub(crate) struct RmArgs {
     /// The sealed secrets file.
     pub file: PathBuf,
     /// The keys to remove.
@@ -161,7 +161,7 @@ pub struct RmArgs {
 
 /// Options of `app seal verify`.
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The sealed secrets file.
     pub file: PathBuf,
     /// Who decrypts.
@@ -171,7 +171,7 @@ pub struct VerifyArgs {
 
 /// Options of `app seal rekey`.
 #[derive(Debug, clap::Args)]
-pub struct RekeyArgs {
+pub(crate) struct RekeyArgs {
     /// The sealed secrets file.
     pub file: PathBuf,
     /// An identity that can decrypt the values now.
@@ -184,7 +184,7 @@ pub struct RekeyArgs {
 
 /// Options of `app seal get`.
 #[derive(Debug, clap::Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     /// The sealed secrets file.
     pub file: PathBuf,
     /// The key to print.
@@ -196,7 +196,7 @@ pub struct GetArgs {
 
 /// Options of `app seal open`.
 #[derive(Debug, clap::Args)]
-pub struct OpenArgs {
+pub(crate) struct OpenArgs {
     /// The sealed secrets file.
     pub file: PathBuf,
     /// Only these keys (default: all).
