@@ -1,12 +1,14 @@
 //! The `app` binary's one-shot commands as a user and an init container run them: `config`
 //! and `--version`, `wait-db`, `migrate` (Flyway-compatible) and `seal`; and the test
-//! harness itself (`harness`: where the throwaway clusters keep their files).
+//! harness itself (`harness`: where the throwaway clusters keep their files) and the shape of
+//! `src/` (`layout`: no import cycle, no library module using `cli`).
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod config;
 mod harness;
+mod layout;
 mod migrate;
 mod seal;
 mod wait_db;
