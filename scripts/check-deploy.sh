@@ -256,7 +256,7 @@ done
 # ---- linters -----------------------------------------------------------------------------
 check "hadolint Dockerfile" hadolint --no-color Dockerfile
 check "yamllint deploy/" yamllint --strict -c .yamllint deploy .yamllint
-check "shellcheck" shellcheck deploy/rebuild.sh scripts/check-deploy.sh
+check "shellcheck" shellcheck deploy/rebuild.sh scripts/*.sh bench/*.sh
 
 # ---- rebuild.sh arguments: no cluster, no Docker; stubs fail the test if anything runs -----
 rebuild_args() {
@@ -317,7 +317,8 @@ rebuild_flows() {
     local app real_kubectl repo stubs calls home sealed identity status out before
     app=${APP_BIN:-${CARGO_TARGET_DIR:-target}/debug/app}
     if [ ! -x "$app" ]; then
-        cargo build --quiet --locked --bin app || return 1
+        # --examples (there are none): the tests' feature resolution, so nothing is rebuilt
+        cargo build --quiet --locked --bin app --examples || return 1
     fi
     app=$(cd "$(dirname "$app")" && pwd)/$(basename "$app")
     real_kubectl=$(command -v kubectl)
