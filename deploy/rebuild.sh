@@ -1,6 +1,11 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Rebuilds the image and redeploys one environment; replaces the seed's rebuild-apps.sh,
 # rebuild-dev.sh and rebuild-prod.sh. See deploy/README.md.
+#
+# POSIX sh with BSD or GNU userland: macOS's /bin/sh (bash 3.2) and Debian's dash run it
+# alike. So no arrays, no `local`, no pipefail (each pipeline's failure is checked where it
+# matters), and only the flags BSD and GNU tools share; scripts/check-deploy.sh runs it
+# under dash with wrappers that refuse GNU-only flags, and shellcheck --shell=sh.
 #
 #   deploy/rebuild.sh dev          Kind cluster "discbaboons-learning" (created if missing)
 #   deploy/rebuild.sh prod         the current kubectl context, after a confirmation
@@ -9,7 +14,7 @@
 # Environment: APP_BIN (an `app` binary for the seal commands; default: cargo builds one),
 # DISCBABOONS_DEV_IDENTITY (dev's private key; default ~/.config/discbaboons/dev.identity),
 # ROLLOUT_TIMEOUT (default 300s).
-set -euo pipefail
+set -eu
 
 readonly NAMESPACE=discbaboons
 readonly CLUSTER=discbaboons-learning
@@ -41,7 +46,10 @@ die() { printf 'rebuild: error: %s\n' "$*" >&2; exit 1; }
 
 env_name=""
 assume_yes=false
-for arg in "$@"; do
+# Not `for arg in "$@"`: bash 3.2 calls "$@" unbound under set -u when there are no arguments.
+while [ "$#" -gt 0 ]; do
+    arg=$1
+    shift
     case "$arg" in
         dev | prod)
             if [ -n "$env_name" ]; then
@@ -67,13 +75,14 @@ if [ -z "$env_name" ]; then
     exit 2
 fi
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
 overlay="$root/deploy/overlays/$env_name"
 sealed="$overlay/secrets.sealed.yaml"
 timeout=${ROLLOUT_TIMEOUT:-300s}
 
+# The functions' variables are global (POSIX sh has no `local`): a name means the same thing
+# in every function that sets it.
 need() {
-    local tool
     for tool in "$@"; do
         command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (see deploy/README.md, Prerequisites)"
     done
@@ -101,15 +110,14 @@ app_bin() {
     printf '%s\n' "$APP_BIN"
 }
 
-build_args() {
-    local commit source
-    if commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null); then
-        git -C "$root" diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
+# Sets git_commit and git_source, the image's APP_GIT_COMMIT and APP_SOURCE build arguments.
+git_facts() {
+    if git_commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null); then
+        git -C "$root" diff --quiet HEAD 2>/dev/null || git_commit="$git_commit-dirty"
     else
-        commit=unknown
+        git_commit=unknown
     fi
-    source=$(git -C "$root" remote get-url origin 2>/dev/null || true)
-    printf '%s\n' --build-arg "APP_GIT_COMMIT=$commit" --build-arg "APP_SOURCE=$source"
+    git_source=$(git -C "$root" remote get-url origin 2>/dev/null || true)
 }
 
 confirm_prod() {
@@ -120,12 +128,20 @@ confirm_prod() {
         die "refusing to deploy prod without a terminal to confirm on; pass --yes"
     fi
     printf '\nDeploy PRODUCTION to kubectl context "%s", namespace %s? [y/N] ' "$context" "$NAMESPACE" >&2
-    local answer=""
+    answer=""
     read -r answer || true
     case "$answer" in
         y | Y | yes | YES) ;;
         *) die "aborted; nothing was changed" ;;
     esac
+}
+
+# N random bytes in base64 on one line. dd, not GNU/BSD head -c; and the output is checked,
+# since without pipefail a failing dd would leave an empty password.
+random_base64() {
+    random_value=$(dd if=/dev/urandom bs="$1" count=1 2>/dev/null | base64 | tr -d '\n')
+    [ "${#random_value}" -ge "$1" ] || die "could not read $1 random bytes from /dev/urandom"
+    printf '%s' "$random_value"
 }
 
 # The namespace first: the identity Secret must exist before the pods that mount it.
@@ -136,7 +152,6 @@ apply_namespace() {
 # Dev's first run: a private key on this machine (never in the repo), a sealed file with
 # fresh random passwords encrypted to it, and the key as the cluster's identity Secret.
 bootstrap_dev_secrets() {
-    local app identity recipient secrets_dir
     app=$(app_bin)
     identity=${DISCBABOONS_DEV_IDENTITY:-${XDG_CONFIG_HOME:-$HOME/.config}/discbaboons/dev.identity}
     if [ ! -f "$identity" ]; then
@@ -158,12 +173,18 @@ bootstrap_dev_secrets() {
             log "if the dev database already exists with another password: kubectl --context $KIND_CONTEXT -n $NAMESPACE delete statefulset postgres && kubectl --context $KIND_CONTEXT -n $NAMESPACE delete pvc data-postgres-0"
             rm -f "$sealed"
         fi
+        # The one form of mktemp -d that BSD and GNU both take; under $TMPDIR, which macOS
+        # makes per user (mode 0700). Removed on every exit, a signal included (dash runs
+        # the EXIT trap only on `exit`).
         secrets_dir=$(mktemp -d "${TMPDIR:-/tmp}/discbaboons-seal.XXXXXX")
-        # shellcheck disable=SC2064 # expand now: the directory is local to this function
+        # shellcheck disable=SC2064 # expand now: the directory is this function's
         trap "rm -rf '$secrets_dir'" EXIT
+        trap 'exit 129' HUP
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
         umask 077
-        head -c 24 /dev/urandom | base64 | tr -d '\n' >"$secrets_dir/db"
-        head -c 48 /dev/urandom | base64 | tr -d '\n' >"$secrets_dir/jwt"
+        random_base64 24 >"$secrets_dir/db"
+        random_base64 48 >"$secrets_dir/jwt"
         # POSTGRES_PASSWORD is what the postgres image initialises the database with; it
         # must equal DATABASE_PASSWORD, the app's.
         "$app" seal set "$sealed" \
@@ -172,18 +193,19 @@ bootstrap_dev_secrets() {
             --from-file "POSTGRES_PASSWORD=$secrets_dir/db" \
             --from-file "JWT_SECRET=$secrets_dir/jwt"
         rm -rf "$secrets_dir"
-        trap - EXIT
+        trap - EXIT HUP INT TERM
         log "wrote $sealed (safe to commit: it is encrypted)"
     fi
 
     apply_namespace
-    kube -n "$NAMESPACE" create secret generic "$IDENTITY_SECRET" --from-file="identity=$identity" \
-        --dry-run=client -o yaml | kube apply -f - >/dev/null
+    # In two steps, so that a failure of the first stops the script (no pipefail in sh).
+    identity_manifest=$(kube -n "$NAMESPACE" create secret generic "$IDENTITY_SECRET" \
+        --from-file="identity=$identity" --dry-run=client -o yaml)
+    printf '%s\n' "$identity_manifest" | kube apply -f - >/dev/null
     log "identity Secret $IDENTITY_SECRET is in place"
 }
 
 check_prod_secrets() {
-    local app
     app=$(app_bin)
     [ -f "$sealed" ] || die "$sealed is missing: see 'Prod: first deployment' in deploy/README.md"
     if grep -q "$SAMPLE_RECIPIENT" "$sealed"; then
@@ -213,11 +235,12 @@ deploy_dev() {
         kind create cluster --config "$root/deploy/kind-config.yaml"
     fi
     log "building $DEV_IMAGE"
-    local args
-    mapfile -t args < <(build_args)
+    git_facts
     # The binary is x86_64 (scripts/build-static.sh), so the image is linux/amd64 everywhere;
     # on an arm64 laptop Docker and Kind run it under emulation (deploy/README.md).
-    DOCKER_BUILDKIT=1 docker build --platform linux/amd64 "${args[@]}" -t "$DEV_IMAGE" "$root"
+    DOCKER_BUILDKIT=1 docker build --platform linux/amd64 \
+        --build-arg "APP_GIT_COMMIT=$git_commit" --build-arg "APP_SOURCE=$git_source" \
+        -t "$DEV_IMAGE" "$root"
     log "loading $DEV_IMAGE into Kind"
     kind load docker-image "$DEV_IMAGE" --name "$CLUSTER"
     bootstrap_dev_secrets
@@ -233,16 +256,18 @@ deploy_prod() {
     context=$(kubectl config current-context 2>/dev/null) || die "kubectl has no current context"
     confirm_prod
     check_prod_secrets
-    local image args
-    image=$(kubectl kustomize "$overlay" | sed -n 's/^ *image: \(.*discbaboons-app.*\)$/\1/p' | head -n 1)
+    rendered=$(kubectl kustomize "$overlay") || die "kubectl kustomize deploy/overlays/prod failed"
+    image=$(printf '%s\n' "$rendered" | sed -n 's/^ *image: \(.*discbaboons-app.*\)$/\1/p' | head -n 1)
     [ -n "$image" ] || die "cannot find the app image in deploy/overlays/prod"
     case "$image" in
         *@sha256:*) log "the overlay pins $image by digest: deploying that release, not building" ;;
         *)
             # The nodes are amd64 even when this laptop is arm64 (the seed's exec format lesson).
             log "building and pushing $image for linux/amd64"
-            mapfile -t args < <(build_args)
-            docker buildx build --platform linux/amd64 "${args[@]}" -t "$image" --push "$root"
+            git_facts
+            docker buildx build --platform linux/amd64 \
+                --build-arg "APP_GIT_COMMIT=$git_commit" --build-arg "APP_SOURCE=$git_source" \
+                -t "$image" --push "$root"
             ;;
     esac
     rollout
