@@ -6,8 +6,11 @@
 #   checkov    --framework kubernetes on each rendered overlay and --framework dockerfile,
 #              0 failed; every skip must carry its reason inline (CKV_..=reason)
 #   invariants what the design promises of the rendered objects (python, below)
-#   hadolint, yamllint (.yamllint), shellcheck
-#   rebuild.sh its argument handling, against stub docker/kind/kubectl/cargo that must not run
+#   hadolint, yamllint (.yamllint), shellcheck, and shellcheck --shell=sh of rebuild.sh
+#   rebuild.sh its argument handling, against stub docker/kind/kubectl/cargo that must not run,
+#              and dev and prod end to end against stubs with the real `app seal`; both under
+#              dash and bash --posix (macOS's /bin/sh), with scripts/bsd-guard.sh in front of
+#              sed, grep, date, mktemp, ... so that a GNU-only flag fails the check
 # The tools come from scripts/requirements-tools.txt (scripts/setup.sh puts them in .venv).
 # Prints a summary; exits 1 on any finding. K8S_VERSION overrides the schema version.
 set -euo pipefail
@@ -23,7 +26,7 @@ allowed_unknown_kinds="ClusterIssuer Issuer Certificate"
 overlays=(dev prod)
 
 missing=()
-for tool in kubectl kubernetes-validate checkov hadolint yamllint shellcheck python3; do
+for tool in kubectl kubernetes-validate checkov hadolint yamllint shellcheck python3 dash; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -257,10 +260,52 @@ done
 check "hadolint Dockerfile" hadolint --no-color Dockerfile
 check "yamllint deploy/" yamllint --strict -c .yamllint deploy .yamllint
 check "shellcheck" shellcheck deploy/rebuild.sh scripts/*.sh bench/*.sh
+# rebuild.sh runs on the user's laptop, macOS's /bin/sh included: sh mode reports bashisms
+# (arrays, mapfile, [[ ]], local, ${x,,}, pipefail, ...) whatever the shebang says.
+posix_rebuild() {
+    [ "$(head -n 1 deploy/rebuild.sh)" = '#!/bin/sh' ] || { echo "deploy/rebuild.sh must start with #!/bin/sh"; return 1; }
+    shellcheck --shell=sh deploy/rebuild.sh
+}
+check "shellcheck --shell=sh deploy/rebuild.sh (POSIX sh, no bashisms)" posix_rebuild
+
+# ---- what rebuild.sh runs under: the shells and the userland of a macOS laptop -------------
+# dash is the strictest POSIX sh at hand; `bash --posix` is what macOS's /bin/sh is (bash 3.2
+# in POSIX mode). The guard directory goes on PATH after the stubs: each tool there refuses
+# its GNU-only flags (scripts/bsd-guard.sh) and logs the refusal to $bsd_refusals.
+rebuild_shells=(dash bash-posix)
+run_sh() {
+    local shell=$1
+    shift
+    case "$shell" in
+        dash) dash "$@" ;;
+        bash-posix) bash --posix "$@" ;;
+    esac
+}
+bsd_guard="$work/bsd-guard"
+bsd_refusals="$work/bsd-refusals"
+mkdir -p "$bsd_guard"
+: >"$bsd_refusals"
+for tool in sed grep xargs readlink date mktemp base64 stat sha256sum timeout nproc getent flock; do
+    ln -s "$root/scripts/bsd-guard.sh" "$bsd_guard/$tool"
+done
+# with_bsd_guard COMMAND...: runs it with the guard first on PATH (after any stubs the caller
+# put in front). If a guarded tool refused a call, even one whose failure was hidden, it exits
+# 86, a code rebuild.sh never uses, so that no expected exit code can mask it.
+with_bsd_guard() {
+    local before status=0 path=$PATH
+    before=$(wc -l <"$bsd_refusals")
+    BSD_GUARD_PATH=$path BSD_GUARD_LOG=$bsd_refusals PATH="$bsd_guard:$path" "$@" || status=$?
+    if [ "$(wc -l <"$bsd_refusals")" -ne "$before" ]; then
+        echo "a GNU-only tool or flag was used (not on macOS):"
+        tail -n +"$((before + 1))" "$bsd_refusals"
+        return 86
+    fi
+    return "$status"
+}
 
 # ---- rebuild.sh arguments: no cluster, no Docker; stubs fail the test if anything runs -----
 rebuild_args() {
-    local stubs="$work/stubs" calls="$work/stub-calls" tool out status
+    local shell=$1 stubs="$work/stubs-$1" calls="$work/stub-calls-$1" tool out status
     mkdir -p "$stubs"
     : >"$calls"
     for tool in docker kind kubectl cargo app; do
@@ -278,7 +323,7 @@ rebuild_args() {
         local want=$1
         shift
         status=0
-        out=$(PATH="$stubs:$PATH" APP_BIN="$stubs/app" bash deploy/rebuild.sh "$@" </dev/null 2>&1) || status=$?
+        out=$(PATH="$stubs:$PATH" APP_BIN="$stubs/app" with_bsd_guard run_sh "$shell" deploy/rebuild.sh "$@" </dev/null 2>&1) || status=$?
         if [ "$status" -ne "$want" ]; then
             printf 'rebuild.sh %s: exit %s, expected %s\n%s\n' "$*" "$status" "$want" "$out"
             return 1
@@ -307,14 +352,16 @@ rebuild_args() {
         return 1
     fi
 }
-check "rebuild.sh arguments (staging => usage, exit 2)" rebuild_args
+for shell in "${rebuild_shells[@]}"; do
+    check "rebuild.sh arguments under $shell (staging => usage, exit 2)" rebuild_args "$shell"
+done
 
 # ---- rebuild.sh dev and prod end to end, against stubs, with the real `app seal` ------------
 # docker, kind and kubectl are stubs that log their arguments (kubectl kustomize is the real
 # one); the seal commands are the real binary's. rebuild.sh runs from a copy of deploy/, so the
 # sealed files it writes never touch the repo.
 rebuild_flows() {
-    local app real_kubectl repo stubs calls home sealed identity status out before
+    local shell=$1 app real_kubectl repo stubs calls home tmp sealed identity status out before
     app=${APP_BIN:-${CARGO_TARGET_DIR:-target}/debug/app}
     if [ ! -x "$app" ]; then
         # --examples (there are none): the tests' feature resolution, so nothing is rebuilt
@@ -322,11 +369,12 @@ rebuild_flows() {
     fi
     app=$(cd "$(dirname "$app")" && pwd)/$(basename "$app")
     real_kubectl=$(command -v kubectl)
-    repo="$work/repo"
-    stubs="$work/flow-stubs"
-    calls="$work/flow-calls"
-    home="$work/home"
-    mkdir -p "$repo" "$stubs" "$home"
+    repo="$work/repo-$shell"
+    stubs="$work/flow-stubs-$shell"
+    calls="$work/flow-calls-$shell"
+    home="$work/home-$shell"
+    tmp="$work/tmp-$shell"
+    mkdir -p "$repo" "$stubs" "$home" "$tmp"
     cp -r deploy "$repo/deploy"
     : >"$calls"
     cat >"$stubs/docker" <<EOF
@@ -354,8 +402,9 @@ EOF
     chmod +x "$stubs/docker" "$stubs/kind" "$stubs/kubectl"
     flow() {
         status=0
-        out=$(cd "$work" && HOME="$home" XDG_CONFIG_HOME="" PATH="$stubs:$PATH" APP_BIN="$app" \
-            bash "$repo/deploy/rebuild.sh" "$@" </dev/null 2>&1) || status=$?
+        # TMPDIR with a trailing slash, as macOS sets it.
+        out=$(cd "$work" && HOME="$home" XDG_CONFIG_HOME="" TMPDIR="$tmp/" PATH="$stubs:$PATH" APP_BIN="$app" \
+            with_bsd_guard run_sh "$shell" "$repo/deploy/rebuild.sh" "$@" </dev/null 2>&1) || status=$?
     }
     called() {
         grep -qF -- "$1" "$calls" || { printf 'rebuild.sh never ran: %s\ncalls:\n%s\noutput:\n%s\n' "$1" "$(cat "$calls")" "$out"; return 1; }
@@ -366,12 +415,17 @@ EOF
     identity="$home/.config/discbaboons/dev.identity"
     flow dev
     [ "$status" -eq 0 ] || { printf 'rebuild.sh dev: exit %s\n%s\n' "$status" "$out"; return 1; }
+    [ -z "$(ls -A "$tmp")" ] || { echo "rebuild.sh dev left plaintext behind in \$TMPDIR:"; ls -lA "$tmp"; return 1; }
     [ "$(stat -c %a "$identity")" = 600 ] || { echo "dev identity missing or not 0600"; return 1; }
     "$app" seal verify "$sealed" -i "$identity" >/dev/null 2>&1 || { echo "dev sealed file does not open with the dev identity"; return 1; }
     [ "$("$app" seal get "$sealed" DATABASE_PASSWORD -i "$identity" 2>/dev/null)" = \
         "$("$app" seal get "$sealed" POSTGRES_PASSWORD -i "$identity" 2>/dev/null)" ] \
         || { echo "dev DATABASE_PASSWORD and POSTGRES_PASSWORD differ"; return 1; }
-    "$app" seal get "$sealed" JWT_SECRET -i "$identity" >/dev/null 2>&1 || { echo "dev has no JWT_SECRET"; return 1; }
+    # 24 and 48 random bytes in base64, on one line.
+    [ "$("$app" seal get "$sealed" DATABASE_PASSWORD -i "$identity" 2>/dev/null | wc -c)" -eq 32 ] \
+        || { echo "dev DATABASE_PASSWORD is not 32 base64 characters"; return 1; }
+    [ "$("$app" seal get "$sealed" JWT_SECRET -i "$identity" 2>/dev/null | wc -c)" -eq 64 ] \
+        || { echo "dev JWT_SECRET is not 64 base64 characters"; return 1; }
     grep -q 'context: "discbaboons/dev"' "$sealed" || { echo "dev sealed file context"; return 1; }
     called "docker build" || return 1
     called "-t discbaboons-app:dev" || return 1
@@ -413,7 +467,9 @@ EOF
     called "kubectl --context do-prod apply -k $repo/deploy/overlays/prod" || return 1
     called "kubectl --context do-prod -n discbaboons rollout status deployment/app" || return 1
 }
-check "rebuild.sh dev and prod flows (stub docker/kind/kubectl, real app seal)" rebuild_flows
+for shell in "${rebuild_shells[@]}"; do
+    check "rebuild.sh dev and prod flows under $shell (stub docker/kind/kubectl, real app seal, BSD guard)" rebuild_flows "$shell"
+done
 
 # ---- summary -------------------------------------------------------------------------------
 printf '\ncheck-deploy summary:\n' >&2

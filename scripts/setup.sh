@@ -34,6 +34,9 @@ if [ "$only" = all ]; then
     command -v npm >/dev/null || missing+=(npm)
     command -v curl >/dev/null || missing+=(curl)
     command -v jq >/dev/null || missing+=(jq)
+    # scripts/check-deploy.sh runs deploy/rebuild.sh under dash (Essential on Debian, so
+    # normally there; not on every other image).
+    command -v dash >/dev/null || missing+=(dash)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
