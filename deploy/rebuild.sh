@@ -218,7 +218,25 @@ check_prod_secrets() {
     $app seal keygen --k8s-secret $IDENTITY_SECRET --namespace $NAMESPACE | kubectl apply -f -"
 }
 
+# The seed's variable names (its ConfigMap, copied into an overlay) mean nothing to this app:
+# name the variable to use instead of letting the value be ignored in silence.
+warn_seed_names() {
+    seed_rendered=$(kubectl kustomize "$overlay") || die "kubectl kustomize deploy/overlays/$env_name failed"
+    for seed_pair in \
+        "NODE_ENV=APP_ENV (dev or prod)" \
+        "ENABLE_METRICS=APP_METRICS__ENABLED" \
+        "METRICS_PORT=APP_METRICS__PORT" \
+        "REQUEST_TIMEOUT=APP_HTTP__REQUEST_TIMEOUT (a duration such as 30s)"; do
+        seed_name=${seed_pair%%=*}
+        # A ConfigMap's data key, or a container's env entry.
+        if printf '%s\n' "$seed_rendered" | grep -Eq "^ *($seed_name:|- name: $seed_name\$)"; then
+            log "warning: deploy/overlays/$env_name sets $seed_name, the seed's name, which this app ignores: use ${seed_pair#*=} (README.md, Configuration)"
+        fi
+    done
+}
+
 rollout() {
+    warn_seed_names
     log "applying deploy/overlays/$env_name"
     kube apply -k "$overlay"
     # The image tag does not change between builds: restart so the pods run the new image.

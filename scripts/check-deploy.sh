@@ -439,6 +439,25 @@ EOF
     flow dev
     [ "$status" -eq 0 ] || { printf 'rebuild.sh dev (again): exit %s\n%s\n' "$status" "$out"; return 1; }
     [ "$(sha256sum "$sealed")" = "$before" ] || { echo "a second dev run rewrote the sealed file"; return 1; }
+    if grep -q "the seed's name" <<<"$out"; then
+        printf 'rebuild.sh dev warned of seed variables the overlay does not set:\n%s\n' "$out"; return 1
+    fi
+
+    # dev with the seed's variable names copied into its ConfigMap: deployed, with a warning
+    # naming our variable for each.
+    local kustomization="$repo/deploy/overlays/dev/kustomization.yaml"
+    awk '{ print } /- LOG_LEVEL=debug/ { print "      - NODE_ENV=production"; print "      - REQUEST_TIMEOUT=30000" }' \
+        "$kustomization" >"$kustomization.new" && mv "$kustomization.new" "$kustomization"
+    flow dev
+    [ "$status" -eq 0 ] || { printf 'rebuild.sh dev (seed names): exit %s\n%s\n' "$status" "$out"; return 1; }
+    if ! grep -q 'sets NODE_ENV, .* use APP_ENV' <<<"$out" \
+        || ! grep -q 'sets REQUEST_TIMEOUT, .* use APP_HTTP__REQUEST_TIMEOUT' <<<"$out"; then
+        printf 'rebuild.sh dev: no warning naming APP_ENV and APP_HTTP__REQUEST_TIMEOUT for the seed names:\n%s\n' "$out"
+        return 1
+    fi
+    if grep -q 'sets \(ENABLE_METRICS\|METRICS_PORT\)' <<<"$out"; then
+        printf 'rebuild.sh dev warned of seed names the overlay does not set:\n%s\n' "$out"; return 1
+    fi
 
     # prod: the committed sample is refused before anything is built or applied.
     : >"$calls"
