@@ -13,6 +13,8 @@ mod account;
 mod auth;
 #[path = "api/errors.rs"]
 mod errors;
+#[path = "api/hashing.rs"]
+mod hashing;
 #[path = "api/health.rs"]
 mod health;
 #[path = "api/helpers.rs"]

@@ -1,6 +1,6 @@
 //! `/api/auth/register` and `/api/auth/login`.
 
-use poem::web::Data;
+use poem::web::{Data, RemoteAddr};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -150,31 +150,79 @@ impl AuthApi {
     async fn login(
         &self,
         state: Data<&State>,
+        remote: &RemoteAddr,
         body: Json<LoginRequest>,
     ) -> Result<Json<TokenBody>, ApiError> {
         let LoginRequest { username, password } = body.0;
-        if password.len() > LOGIN_PASSWORD_MAX_BYTES {
-            return Err(ApiError::InvalidCredentials);
-        }
-        // PostgreSQL text cannot hold NUL (it would refuse the parameter with a 500): no such
-        // user exists, and the hash below still runs, so the answer takes the usual time.
-        let row: Option<(i32, String)> = if username.contains('\0') {
-            None
-        } else {
-            // language=PostgreSQL
-            sqlx::query_as("select id, password_hash from users where username = $1")
-                .bind(&username)
-                .fetch_optional(&state.pool)
-                .await?
+        let mut log = LoginLog {
+            client: remote,
+            username: &username,
+            outcome: "abandoned",
         };
-        let (id, stored) = match row {
-            Some((id, hash)) => (Some(id), Some(hash)),
-            None => (None, None),
+        let result = check_login(&state, &username, password).await;
+        log.outcome = match &result {
+            Ok(_) => "success",
+            Err(err) => err.code(),
         };
-        let verdict = state.hasher.verify(password, stored).await?;
-        let (Verdict::Match, Some(id)) = (verdict, id) else {
-            return Err(ApiError::InvalidCredentials);
-        };
-        Ok(Json(state.jwt.issue(id, now_millis())?.into()))
+        result
     }
+}
+
+/// The log event of one login attempt, written when the attempt ends however it ends: one
+/// whose client hung up (or that timed out) while its hash ran is logged as `abandoned`.
+/// Never the password.
+struct LoginLog<'a> {
+    client: &'a RemoteAddr,
+    username: &'a str,
+    outcome: &'static str,
+}
+
+impl Drop for LoginLog<'_> {
+    fn drop(&mut self) {
+        // A username is at most 50 characters; anything longer is cut, so that a 64 KiB
+        // body cannot make a 64 KiB log line.
+        let end = self
+            .username
+            .char_indices()
+            .nth(64)
+            .map_or(self.username.len(), |(i, _)| i);
+        let username = &self.username[..end];
+        let client = &self.client.0;
+        if self.outcome == "success" {
+            tracing::info!(target: "app::auth", %client, username, outcome = self.outcome, "login");
+        } else {
+            tracing::warn!(target: "app::auth", %client, username, outcome = self.outcome, "login failed");
+        }
+    }
+}
+
+/// The login itself: the user's hash, the check, the token.
+async fn check_login(
+    state: &State,
+    username: &str,
+    password: String,
+) -> Result<Json<TokenBody>, ApiError> {
+    if password.len() > LOGIN_PASSWORD_MAX_BYTES {
+        return Err(ApiError::InvalidCredentials);
+    }
+    // PostgreSQL text cannot hold NUL (it would refuse the parameter with a 500): no such
+    // user exists, and the hash below still runs, so the answer takes the usual time.
+    let row: Option<(i32, String)> = if username.contains('\0') {
+        None
+    } else {
+        // language=PostgreSQL
+        sqlx::query_as("select id, password_hash from users where username = $1")
+            .bind(username)
+            .fetch_optional(&state.pool)
+            .await?
+    };
+    let (id, stored) = match row {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    let verdict = state.hasher.verify(password, stored).await?;
+    let (Verdict::Match, Some(id)) = (verdict, id) else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    Ok(Json(state.jwt.issue(id, now_millis())?.into()))
 }

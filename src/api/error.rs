@@ -12,12 +12,17 @@
 //! What the spec says about these errors (which statuses each operation documents) is in
 //! [`super::spec`].
 
-use poem::http::{StatusCode, header};
+use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, PathPattern, Response};
 use poem_openapi::Object;
 use poem_openapi::payload::Json;
 
+use crate::auth::HashError;
 use crate::domain::Invalid;
+
+/// The `Retry-After` of a 503 `overloaded`, in seconds: a hash takes tens of milliseconds,
+/// so the queue has moved on by then.
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Deserialize)]
@@ -84,6 +89,9 @@ pub enum ApiError {
     /// The request took longer than `http.request_timeout`.
     #[error("the request took too long and was abandoned")]
     Timeout,
+    /// Too many password hashes are waiting already: retry after [`RETRY_AFTER_SECS`].
+    #[error("the server is busy checking other passwords; retry in a moment")]
+    Overloaded,
     /// The database is down or the pool is exhausted: retry later.
     #[error("the database is unavailable, retry later")]
     Unavailable(#[source] sqlx::Error),
@@ -103,7 +111,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Http { status, .. } => *status,
-            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout | ApiError::Unavailable(_) | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +131,7 @@ impl ApiError {
             ApiError::Conflict { field: "email" } => "email_taken",
             ApiError::Conflict { .. } => "conflict",
             ApiError::Timeout => "timeout",
+            ApiError::Overloaded => "overloaded",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -135,6 +146,10 @@ impl ApiError {
     pub fn response(&self) -> Response {
         let mut resp = Json(self.body()).into_response();
         resp.set_status(self.status());
+        if let ApiError::Overloaded = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
         resp
     }
 
@@ -273,6 +288,9 @@ impl ApiError {
                 tracing::warn!(request_id, route, "database unavailable: {err}");
             }
             ApiError::Timeout => tracing::warn!(request_id, route, "request timed out"),
+            ApiError::Overloaded => {
+                tracing::warn!(request_id, route, "password hash queue full: answered 503");
+            }
             _ => {}
         }
     }
@@ -284,6 +302,15 @@ impl From<sqlx::Error> for ApiError {
             ApiError::Unavailable(err)
         } else {
             ApiError::Internal(err.into())
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => ApiError::Overloaded,
+            HashError::Failed(err) => ApiError::Internal(err),
         }
     }
 }

@@ -48,6 +48,9 @@ impl<T: OpenApi> OpenApi for Documented<T> {
                     .responses
                     .retain(|r| r.status.is_none_or(|s| s < 400 || allowed.contains(&s)));
             }
+            if op.operation_id.is_some_and(|id| HASHING.contains(&id)) {
+                document_overload(&mut op.responses);
+            }
         }
         apis
     }
@@ -182,6 +185,37 @@ enum ErrorStatuses {
     /// `timeout`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
+}
+
+/// The operations that hash a password, and so can be refused when the hash queue is full.
+const HASHING: &[&str] = &["register", "login", "change_my_password"];
+
+/// A hashing operation's 503 also means "the hash queue is full", with a `Retry-After`.
+fn document_overload(responses: &mut MetaResponses) {
+    use poem_openapi::registry::MetaHeader;
+    use poem_openapi::types::Type;
+
+    let Some(unavailable) = responses
+        .responses
+        .iter_mut()
+        .find(|r| r.status == Some(503))
+    else {
+        panic!("a hashing operation documents no 503");
+    };
+    unavailable.description = "The database is unavailable, the request timed out, or too many \
+        password checks are waiting (`service_unavailable`, `timeout`, `overloaded`); retry, \
+        after `Retry-After` seconds when it is given.";
+    unavailable.headers.push(MetaHeader {
+        name: "Retry-After".into(),
+        description: Some(
+            "Seconds to wait before retrying; sent with `overloaded`, when the queue of \
+             password hashes (`auth.hash_queue`) is full."
+                .into(),
+        ),
+        required: false,
+        deprecated: false,
+        schema: u64::schema_ref(),
+    });
 }
 
 /// The error statuses each operation can answer with, for the spec (see [`Documented`]).

@@ -5,5 +5,5 @@
 mod password;
 mod token;
 
-pub use password::{PasswordHasher, Verdict};
+pub use password::{HashError, HashStats, PasswordHasher, Verdict};
 pub use token::{Claims, Issued, JwtKeys, MIN_SECRET_BYTES, TokenError, WeakSecret, now_millis};

@@ -59,6 +59,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// JSON Web Tokens for the API.
     pub jwt: JwtSettings,
+    /// Password hashing.
+    #[serde(default)]
+    pub auth: AuthSettings,
     /// The Prometheus metrics listener.
     pub metrics: MetricsSettings,
     /// Where the sealed secrets file and the age identities are mounted.
@@ -146,6 +149,27 @@ pub struct JwtSettings {
     pub issuer: String,
 }
 
+/// Password hashing: argon2id costs 19 MiB and tens of milliseconds per hash, so how many run
+/// at once and how many may wait bound the memory and latency of logins, whatever clients do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Hashes running at once; `0` means one per CPU.
+    pub hash_concurrency: usize,
+    /// Hashes waiting for a turn; beyond this a request is answered 503 with `Retry-After`
+    /// at once instead of queueing.
+    pub hash_queue: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            hash_concurrency: 0,
+            hash_queue: 64,
+        }
+    }
+}
+
 /// The Prometheus metrics listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,6 +231,7 @@ impl Default for Settings {
                 ttl: Duration::from_secs(3600),
                 issuer: "discbaboons".into(),
             },
+            auth: AuthSettings::default(),
             metrics: MetricsSettings {
                 enabled: true,
                 host: IpAddr::from([0, 0, 0, 0]),
