@@ -187,7 +187,10 @@ impl Drop for LoginLog<'_> {
             .nth(64)
             .map_or(self.username.len(), |(i, _)| i);
         let username = &self.username[..end];
-        let client = &self.client.0;
+        let client = match self.client.0.as_socket_addr() {
+            Some(addr) => addr.to_string(),
+            None => self.client.0.to_string(),
+        };
         if self.outcome == "success" {
             tracing::info!(target: "app::auth", %client, username, outcome = self.outcome, "login");
         } else {

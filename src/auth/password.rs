@@ -254,4 +254,43 @@ mod tests {
             Verdict::Mismatch
         );
     }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_an_abandoned_wait_leaves_it() {
+        let hasher = PasswordHasher::bounded(1, 1);
+        let held = hasher.slot().await.unwrap();
+        let waiting = hasher.verify("x".into(), None);
+        let mut waiting = Box::pin(waiting);
+        assert!(poll_once(&mut waiting).await.is_none(), "it waits");
+        assert_eq!(hasher.stats().queued.get(), 1);
+        assert!(matches!(
+            hasher.verify("x".into(), None).await,
+            Err(HashError::Busy)
+        ));
+        assert_eq!(hasher.stats().rejected.get(), 1);
+        drop(waiting);
+        assert_eq!(
+            hasher.stats().queued.get(),
+            0,
+            "an abandoned wait leaves the queue"
+        );
+        assert_eq!(hasher.stats().in_flight.get(), 1);
+        drop(held);
+        assert_eq!(hasher.stats().in_flight.get(), 0);
+        assert_eq!(
+            hasher.verify("x".into(), None).await.unwrap(),
+            Verdict::Mismatch
+        );
+    }
+
+    /// Polls a future once: its output if it is ready at once.
+    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
 }

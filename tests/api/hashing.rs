@@ -16,8 +16,10 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap()
 }
 
-/// Sends a whole wrong-password login and resets the connection without reading the answer.
-async fn login_and_hang_up(app: &TestApp) {
+/// After `delay`, sends a whole wrong-password login and resets the connection 100 ms later,
+/// without reading the answer: mid-hash, on these cores.
+async fn login_and_hang_up(app: &TestApp, delay: Duration) {
+    tokio::time::sleep(delay).await;
     let addr = app.base.trim_start_matches("http://");
     let body = r#"{"username":"nobody","password":"wrong-password"}"#;
     let request = format!(
@@ -27,9 +29,8 @@ async fn login_and_hang_up(app: &TestApp) {
     );
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
-    // Give the server time to read the request and start its hash, then reset (RST, as an
-    // attacker would).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A reset (RST), as an attacker's client would.
     #[allow(deprecated)]
     stream.set_linger(Some(Duration::ZERO)).unwrap();
     drop(stream);
@@ -46,9 +47,15 @@ async fn logins_whose_clients_hang_up_never_run_more_hashes_than_the_slots() {
     // One whole login first, so that the pool is connected and the others reach their hash.
     assert_eq!(app.login("nobody", "wrong-password").await.status, 401);
 
-    // Act: 32 clients log in and hang up at once, while the metric is watched.
-    let clients: Vec<_> = (0..32).map(|_| login_and_hang_up(&app)).collect();
+    // Act: 32 clients, one every 20 ms, each hanging up while the one before it still
+    // hashes (each would take the slot of the one before when it hangs up, if slots were
+    // freed then), while the metric is watched.
+    let clients: Vec<_> = (0..32)
+        .map(|i| login_and_hang_up(&app, Duration::from_millis(20 * i)))
+        .collect();
     let watch = async {
+        const ALL_SENT: Duration = Duration::from_millis(20 * 32 + 100);
+        let started = Instant::now();
         let (mut most, mut seen) = (0.0f64, false);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -57,7 +64,7 @@ async fn logins_whose_clients_hang_up_never_run_more_hashes_than_the_slots() {
             let queued = metric(&text, "argon2_hashes_queued");
             most = most.max(running);
             seen |= running > 0.0;
-            if seen && running == 0.0 && queued == 0.0 {
+            if seen && running == 0.0 && queued == 0.0 && started.elapsed() > ALL_SENT {
                 return most;
             }
             assert!(Instant::now() < deadline, "hashing never settled:\n{text}");
