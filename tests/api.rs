@@ -23,6 +23,8 @@ mod helpers;
 mod info;
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/revocation.rs"]
+mod revocation;
 #[path = "api/spec.rs"]
 mod spec;
 #[path = "api/users.rs"]

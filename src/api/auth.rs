@@ -1,5 +1,6 @@
 //! `/api/auth/register` and `/api/auth/login`.
 
+use chrono::NaiveDateTime;
 use poem::web::{Data, RemoteAddr};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -210,22 +211,28 @@ async fn check_login(
     }
     // PostgreSQL text cannot hold NUL (it would refuse the parameter with a 500): no such
     // user exists, and the hash below still runs, so the answer takes the usual time.
-    let row: Option<(i32, String)> = if username.contains('\0') {
+    // The hash and `last_password_change` come from one row in one statement: the token
+    // then names the password change under which this very hash was current, and a change
+    // committed while the hash below runs revokes it.
+    let row: Option<(i32, String, Option<NaiveDateTime>)> = if username.contains('\0') {
         None
     } else {
         // language=PostgreSQL
-        sqlx::query_as("select id, password_hash from users where username = $1")
-            .bind(username)
-            .fetch_optional(&state.pool)
-            .await?
+        sqlx::query_as(
+            "select id, password_hash, last_password_change from users where username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&state.pool)
+        .await?
     };
-    let (id, stored) = match row {
-        Some((id, hash)) => (Some(id), Some(hash)),
-        None => (None, None),
+    let (id, stored, changed) = match row {
+        Some((id, hash, changed)) => (Some(id), Some(hash), changed),
+        None => (None, None, None),
     };
     let verdict = state.hasher.verify(password, stored).await?;
     let (Verdict::Match, Some(id)) = (verdict, id) else {
         return Err(ApiError::InvalidCredentials);
     };
-    Ok(Json(state.jwt.issue(id, now_millis())?.into()))
+    let changed = changed.map(|c| c.and_utc());
+    Ok(Json(state.jwt.issue(id, changed, now_millis())?.into()))
 }

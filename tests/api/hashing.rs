@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{TestApp, spawn_with};
+use crate::helpers::{TestApp, join_all, spawn_with};
 
 /// The value of an unlabelled metric, from the text exposition.
 fn metric(text: &str, name: &str) -> f64 {
@@ -119,28 +119,4 @@ async fn a_full_hash_queue_answers_503_with_retry_after_at_once() {
         metric(&text, "argon2_hashes_rejected_total"),
         f64::from(refused)
     );
-}
-
-/// Runs the futures concurrently on this task and returns their outputs in order.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(Option::unwrap).collect()
 }
