@@ -133,7 +133,7 @@ impl AuthApi {
             username: username.as_str().to_owned(),
             created_at: Some(now.and_utc()),
             user_profiles: Some(Profile {
-                email: email.as_str().to_owned(),
+                email: Some(email.as_str().to_owned()),
                 name,
                 location,
                 bio,

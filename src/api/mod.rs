@@ -60,6 +60,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// The body of `/api/info`, computed once from the settings.
     pub info: info::InfoBody,
+    /// Whether the public directory shows emails (`api.public_emails`).
+    pub(crate) public_emails: bool,
 }
 
 /// Shared handle to the state, as request data.

@@ -62,6 +62,9 @@ pub struct Settings {
     /// Password hashing.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// What the API shows to whom.
+    #[serde(default)]
+    pub api: ApiSettings,
     /// The Prometheus metrics listener.
     pub metrics: MetricsSettings,
     /// Where the sealed secrets file and the age identities are mounted.
@@ -170,6 +173,25 @@ impl Default for AuthSettings {
     }
 }
 
+/// What the API shows to whom.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Show every user's email in the public directory (`/api/users`,
+    /// `/api/users/{username}`), as the seed did. Off by default: the owner sees theirs on
+    /// `/api/users/me`.
+    pub public_emails: bool,
+    /// Show the database host and the commit on `/api/info`; by default in dev only.
+    pub info_details: Option<bool>,
+}
+
+impl ApiSettings {
+    /// Whether `/api/info` shows the database host and the commit in this environment.
+    pub fn info_details_for(&self, env: Environment) -> bool {
+        self.info_details.unwrap_or(env == Environment::Dev)
+    }
+}
+
 /// The Prometheus metrics listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -232,6 +254,7 @@ impl Default for Settings {
                 issuer: "discbaboons".into(),
             },
             auth: AuthSettings::default(),
+            api: ApiSettings::default(),
             metrics: MetricsSettings {
                 enabled: true,
                 host: IpAddr::from([0, 0, 0, 0]),

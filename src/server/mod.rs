@@ -121,6 +121,7 @@ impl Server {
             hasher,
             readiness: Readiness::default(),
             info,
+            public_emails: settings.api.public_emails,
         });
 
         let http = &settings.http;

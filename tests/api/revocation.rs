@@ -7,8 +7,13 @@ use crate::helpers::{join_all, spawn_with};
 
 #[tokio::test]
 async fn no_token_from_the_old_password_works_after_a_change_however_logins_interleave() {
-    // Arrange: a user, and room in the hash queue for every login.
-    let app = spawn_with(|s| s.auth.hash_queue = 1000).await;
+    // Arrange: a user, and room in the hash queue for every login; the change's hashes wait
+    // behind up to a hundred others on shared cores, longer than the default request timeout.
+    let app = spawn_with(|s| {
+        s.auth.hash_queue = 1000;
+        s.http.request_timeout = std::time::Duration::from_secs(120);
+    })
+    .await;
     let (user, token) = app.signed_up("racer").await;
 
     // Act: 100 logins with the old password, one every 10 ms, and a password change that
