@@ -15,6 +15,8 @@ mod auth;
 mod errors;
 #[path = "api/hashing.rs"]
 mod hashing;
+#[path = "api/headers.rs"]
+mod headers;
 #[path = "api/health.rs"]
 mod health;
 #[path = "api/helpers.rs"]

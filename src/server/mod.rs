@@ -12,6 +12,7 @@
 //! requests get up to `http.shutdown_timeout` to finish.
 
 mod docs;
+mod headers;
 pub mod metrics;
 mod middleware;
 mod routes;
