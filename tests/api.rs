@@ -25,6 +25,8 @@ mod helpers;
 mod info;
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/ratelimit.rs"]
+mod ratelimit;
 #[path = "api/revocation.rs"]
 mod revocation;
 #[path = "api/spec.rs"]

@@ -1,6 +1,7 @@
 //! The signed-in user's own account: `/api/users/me`, its profile and its password.
 
 use chrono::NaiveDateTime;
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
@@ -160,6 +161,7 @@ impl AccountApi {
     async fn change_password(
         &self,
         state: Data<&State>,
+        req: &Request,
         auth: BearerAuth,
         body: Json<PasswordChange>,
     ) -> Result<Json<TokenBody>, ApiError> {
@@ -169,6 +171,9 @@ impl AccountApi {
         } = body.0;
         let new_password = Password::parse("new_password", &new_password)?;
         let me = authenticate(&state, &auth).await?;
+        state
+            .limits
+            .check(state.limits.client_of(req), &me.username)?;
         // language=PostgreSQL
         let stored: Option<String> =
             sqlx::query_scalar("select password_hash from users where id = $1")

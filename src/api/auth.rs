@@ -1,7 +1,10 @@
 //! `/api/auth/register` and `/api/auth/login`.
 
 use chrono::NaiveDateTime;
-use poem::web::{Data, RemoteAddr};
+use std::net::IpAddr;
+
+use poem::Request;
+use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -75,9 +78,13 @@ impl AuthApi {
     async fn register(
         &self,
         state: Data<&State>,
+        req: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<RegisterResponse, ApiError> {
         let body = body.0;
+        state
+            .limits
+            .check(state.limits.client_of(req), &body.username)?;
         let username = Username::parse(&body.username)?;
         let email = Email::parse(&body.email)?;
         let password = Password::parse("password", &body.password)?;
@@ -151,16 +158,20 @@ impl AuthApi {
     async fn login(
         &self,
         state: Data<&State>,
-        remote: &RemoteAddr,
+        req: &Request,
         body: Json<LoginRequest>,
     ) -> Result<Json<TokenBody>, ApiError> {
         let LoginRequest { username, password } = body.0;
+        let client = state.limits.client_of(req);
         let mut log = LoginLog {
-            client: remote,
+            client,
             username: &username,
             outcome: "abandoned",
         };
-        let result = check_login(&state, &username, password).await;
+        let result = match state.limits.check(client, &username) {
+            Ok(()) => check_login(&state, &username, password).await,
+            Err(limited) => Err(limited),
+        };
         log.outcome = match &result {
             Ok(_) => "success",
             Err(err) => err.code(),
@@ -173,7 +184,7 @@ impl AuthApi {
 /// whose client hung up (or that timed out) while its hash ran is logged as `abandoned`.
 /// Never the password.
 struct LoginLog<'a> {
-    client: &'a RemoteAddr,
+    client: Option<IpAddr>,
     username: &'a str,
     outcome: &'static str,
 }
@@ -188,10 +199,9 @@ impl Drop for LoginLog<'_> {
             .nth(64)
             .map_or(self.username.len(), |(i, _)| i);
         let username = &self.username[..end];
-        let client = match self.client.0.as_socket_addr() {
-            Some(addr) => addr.to_string(),
-            None => self.client.0.to_string(),
-        };
+        let client = self
+            .client
+            .map_or("unknown".to_owned(), |ip| ip.to_string());
         if self.outcome == "success" {
             tracing::info!(target: "app::auth", %client, username, outcome = self.outcome, "login");
         } else {

@@ -89,6 +89,12 @@ pub enum ApiError {
     /// The request took longer than `http.request_timeout`.
     #[error("the request took too long and was abandoned")]
     Timeout,
+    /// Too many attempts from this client or on this account: retry after `retry_after` s.
+    #[error("too many attempts; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until the next attempt is allowed.
+        retry_after: u64,
+    },
     /// Too many password hashes are waiting already: retry after [`RETRY_AFTER_SECS`].
     #[error("the server is busy checking other passwords; retry in a moment")]
     Overloaded,
@@ -111,6 +117,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Http { status, .. } => *status,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout | ApiError::Unavailable(_) | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -132,6 +139,7 @@ impl ApiError {
             ApiError::Conflict { .. } => "conflict",
             ApiError::Timeout => "timeout",
             ApiError::Overloaded => "overloaded",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -146,9 +154,14 @@ impl ApiError {
     pub fn response(&self) -> Response {
         let mut resp = Json(self.body()).into_response();
         resp.set_status(self.status());
-        if let ApiError::Overloaded = self {
+        let retry_after = match self {
+            ApiError::Overloaded => Some(RETRY_AFTER_SECS),
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod health;
 pub mod info;
 mod input;
+mod limits;
 mod queries;
 pub mod security;
 pub mod spec;
@@ -62,6 +63,13 @@ pub struct AppState {
     pub info: info::InfoBody,
     /// Whether the public directory shows emails (`api.public_emails`).
     pub(crate) public_emails: bool,
+    /// Rate limits on the operations that check a password.
+    pub(crate) limits: limits::Limits,
+}
+
+/// The rate limits `rate` describes, for the server to put in the state.
+pub(crate) fn limits_from(rate: &crate::config::RateSettings) -> limits::Limits {
+    limits::Limits::from_settings(rate)
 }
 
 /// Shared handle to the state, as request data.

@@ -65,6 +65,9 @@ pub struct Settings {
     /// What the API shows to whom.
     #[serde(default)]
     pub api: ApiSettings,
+    /// Rate limits on login, register and password change.
+    #[serde(default)]
+    pub rate: RateSettings,
     /// The Prometheus metrics listener.
     pub metrics: MetricsSettings,
     /// Where the sealed secrets file and the age identities are mounted.
@@ -173,6 +176,30 @@ impl Default for AuthSettings {
     }
 }
 
+/// Rate limits on the operations that check a password: login, register, password change.
+/// Each replica counts on its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateSettings {
+    /// Attempts per minute from one client address (bursts up to this many); 0 is no limit.
+    pub per_client_per_minute: u32,
+    /// Attempts per minute on one account, from anywhere; 0 is no limit.
+    pub per_account_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` names the client (the ingress); from anyone else the
+    /// header is ignored and the socket's address counts.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for RateSettings {
+    fn default() -> Self {
+        RateSettings {
+            per_client_per_minute: 60,
+            per_account_per_minute: 10,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
 /// What the API shows to whom.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -255,6 +282,7 @@ impl Default for Settings {
             },
             auth: AuthSettings::default(),
             api: ApiSettings::default(),
+            rate: RateSettings::default(),
             metrics: MetricsSettings {
                 enabled: true,
                 host: IpAddr::from([0, 0, 0, 0]),

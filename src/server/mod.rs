@@ -123,6 +123,7 @@ impl Server {
             readiness: Readiness::default(),
             info,
             public_emails: settings.api.public_emails,
+            limits: api::limits_from(&settings.rate),
         });
 
         let http = &settings.http;
