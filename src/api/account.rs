@@ -1,5 +1,7 @@
 //! The signed-in user's own account: `/api/users/me`, its profile and its password.
 
+use chrono::NaiveDateTime;
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
@@ -149,8 +151,8 @@ impl AccountApi {
         Ok(UserEnvelope::of(User::from(user)))
     }
 
-    /// Changes the password. Every token issued before the change stops working; the
-    /// response carries a fresh one.
+    /// Changes the password. Every token obtained with the old password stops working, even
+    /// one from a login that finished after the change; the response carries a fresh one.
     #[oai(
         path = "/api/users/me/password",
         method = "post",
@@ -159,6 +161,7 @@ impl AccountApi {
     async fn change_password(
         &self,
         state: Data<&State>,
+        req: &Request,
         auth: BearerAuth,
         body: Json<PasswordChange>,
     ) -> Result<Json<TokenBody>, ApiError> {
@@ -168,26 +171,55 @@ impl AccountApi {
         } = body.0;
         let new_password = Password::parse("new_password", &new_password)?;
         let me = authenticate(&state, &auth).await?;
+        state
+            .limits
+            .check(state.limits.client_of(req), &me.username)?;
         // language=PostgreSQL
         let stored: Option<String> =
             sqlx::query_scalar("select password_hash from users where id = $1")
                 .bind(me.id)
                 .fetch_optional(&state.pool)
                 .await?;
-        if state.hasher.verify(current_password, stored).await? != Verdict::Match {
+        if state
+            .hasher
+            .verify(current_password, stored.clone())
+            .await?
+            != Verdict::Match
+        {
             return Err(ApiError::WrongPassword);
         }
         let hash = state.hasher.hash(new_password).await?;
         let now = now_millis();
+        // Under the row lock: the password checked above must still be the current one (a
+        // concurrent change wins, and this one is refused), and `last_password_change` moves
+        // strictly forward even when the clock does not, so that every token obtained with
+        // the old password names a change that is no longer current.
+        let mut tx = state.pool.begin().await?;
         // language=PostgreSQL
-        sqlx::query("update users set password_hash = $2, last_password_change = $3 where id = $1")
-            .bind(me.id)
-            .bind(&hash)
-            .bind(now.naive_utc())
-            .execute(&state.pool)
-            .await?;
+        let locked: Option<String> =
+            sqlx::query_scalar("select password_hash from users where id = $1 for update")
+                .bind(me.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if locked != stored {
+            return Err(ApiError::WrongPassword);
+        }
+        // language=PostgreSQL
+        let changed: NaiveDateTime = sqlx::query_scalar(
+            "update users set password_hash = $2, \
+                 last_password_change = greatest($3, last_password_change + interval '1 microsecond') \
+             where id = $1 returning last_password_change",
+        )
+        .bind(me.id)
+        .bind(&hash)
+        .bind(now.naive_utc())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
         tracing::info!(user_id = me.id, "password changed; older tokens revoked");
-        Ok(Json(state.jwt.issue(me.id, now)?.into()))
+        Ok(Json(
+            state.jwt.issue(me.id, Some(changed.and_utc()), now)?.into(),
+        ))
     }
 
     /// Deletes the account; its profile goes with it.

@@ -1,5 +1,9 @@
 //! `/api/auth/register` and `/api/auth/login`.
 
+use chrono::NaiveDateTime;
+use std::net::IpAddr;
+
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -74,9 +78,13 @@ impl AuthApi {
     async fn register(
         &self,
         state: Data<&State>,
+        req: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<RegisterResponse, ApiError> {
         let body = body.0;
+        state
+            .limits
+            .check(state.limits.client_of(req), &body.username)?;
         let username = Username::parse(&body.username)?;
         let email = Email::parse(&body.email)?;
         let password = Password::parse("password", &body.password)?;
@@ -132,7 +140,7 @@ impl AuthApi {
             username: username.as_str().to_owned(),
             created_at: Some(now.and_utc()),
             user_profiles: Some(Profile {
-                email: email.as_str().to_owned(),
+                email: Some(email.as_str().to_owned()),
                 name,
                 location,
                 bio,
@@ -150,31 +158,91 @@ impl AuthApi {
     async fn login(
         &self,
         state: Data<&State>,
+        req: &Request,
         body: Json<LoginRequest>,
     ) -> Result<Json<TokenBody>, ApiError> {
         let LoginRequest { username, password } = body.0;
-        if password.len() > LOGIN_PASSWORD_MAX_BYTES {
-            return Err(ApiError::InvalidCredentials);
-        }
-        // PostgreSQL text cannot hold NUL (it would refuse the parameter with a 500): no such
-        // user exists, and the hash below still runs, so the answer takes the usual time.
-        let row: Option<(i32, String)> = if username.contains('\0') {
-            None
-        } else {
-            // language=PostgreSQL
-            sqlx::query_as("select id, password_hash from users where username = $1")
-                .bind(&username)
-                .fetch_optional(&state.pool)
-                .await?
+        let client = state.limits.client_of(req);
+        let mut log = LoginLog {
+            client,
+            username: &username,
+            outcome: "abandoned",
         };
-        let (id, stored) = match row {
-            Some((id, hash)) => (Some(id), Some(hash)),
-            None => (None, None),
+        let result = match state.limits.check(client, &username) {
+            Ok(()) => check_login(&state, &username, password).await,
+            Err(limited) => Err(limited),
         };
-        let verdict = state.hasher.verify(password, stored).await?;
-        let (Verdict::Match, Some(id)) = (verdict, id) else {
-            return Err(ApiError::InvalidCredentials);
+        log.outcome = match &result {
+            Ok(_) => "success",
+            Err(err) => err.code(),
         };
-        Ok(Json(state.jwt.issue(id, now_millis())?.into()))
+        result
     }
+}
+
+/// The log event of one login attempt, written when the attempt ends however it ends: one
+/// whose client hung up (or that timed out) while its hash ran is logged as `abandoned`.
+/// Never the password.
+struct LoginLog<'a> {
+    client: Option<IpAddr>,
+    username: &'a str,
+    outcome: &'static str,
+}
+
+impl Drop for LoginLog<'_> {
+    fn drop(&mut self) {
+        // A username is at most 50 characters; anything longer is cut, so that a 64 KiB
+        // body cannot make a 64 KiB log line.
+        let end = self
+            .username
+            .char_indices()
+            .nth(64)
+            .map_or(self.username.len(), |(i, _)| i);
+        let username = &self.username[..end];
+        let client = self
+            .client
+            .map_or("unknown".to_owned(), |ip| ip.to_string());
+        if self.outcome == "success" {
+            tracing::info!(target: "app::auth", %client, username, outcome = self.outcome, "login");
+        } else {
+            tracing::warn!(target: "app::auth", %client, username, outcome = self.outcome, "login failed");
+        }
+    }
+}
+
+/// The login itself: the user's hash, the check, the token.
+async fn check_login(
+    state: &State,
+    username: &str,
+    password: String,
+) -> Result<Json<TokenBody>, ApiError> {
+    if password.len() > LOGIN_PASSWORD_MAX_BYTES {
+        return Err(ApiError::InvalidCredentials);
+    }
+    // PostgreSQL text cannot hold NUL (it would refuse the parameter with a 500): no such
+    // user exists, and the hash below still runs, so the answer takes the usual time.
+    // The hash and `last_password_change` come from one row in one statement: the token
+    // then names the password change under which this very hash was current, and a change
+    // committed while the hash below runs revokes it.
+    let row: Option<(i32, String, Option<NaiveDateTime>)> = if username.contains('\0') {
+        None
+    } else {
+        // language=PostgreSQL
+        sqlx::query_as(
+            "select id, password_hash, last_password_change from users where username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&state.pool)
+        .await?
+    };
+    let (id, stored, changed) = match row {
+        Some((id, hash, changed)) => (Some(id), Some(hash), changed),
+        None => (None, None, None),
+    };
+    let verdict = state.hasher.verify(password, stored).await?;
+    let (Verdict::Match, Some(id)) = (verdict, id) else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    let changed = changed.map(|c| c.and_utc());
+    Ok(Json(state.jwt.issue(id, changed, now_millis())?.into()))
 }

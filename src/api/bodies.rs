@@ -12,8 +12,11 @@ use crate::auth::Issued;
 /// A user's profile (`user_profiles`).
 #[derive(Debug, Clone, Object)]
 pub struct Profile {
-    /// Email address, lower-cased.
-    pub email: String,
+    /// Email address, lower-cased. Its owner always sees it (`/api/users/me`, registration,
+    /// profile changes); the public directory leaves it out unless the server's
+    /// `api.public_emails` is on.
+    #[oai(skip_serializing_if_is_none)]
+    pub email: Option<String>,
     /// Display name.
     #[oai(nullable)]
     pub name: Option<String>,
@@ -47,6 +50,17 @@ pub struct User {
     /// The profile, or `null` for a user without one.
     #[oai(nullable)]
     pub user_profiles: Option<Profile>,
+}
+
+impl User {
+    /// The user as the public directory shows them to anyone: without the email, unless
+    /// `public_emails` (the seed's behaviour, `api.public_emails`).
+    pub(crate) fn public(mut self, public_emails: bool) -> User {
+        if !public_emails && let Some(profile) = &mut self.user_profiles {
+            profile.email = None;
+        }
+        self
+    }
 }
 
 /// One user, in the seed's envelope.

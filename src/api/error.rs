@@ -12,12 +12,17 @@
 //! What the spec says about these errors (which statuses each operation documents) is in
 //! [`super::spec`].
 
-use poem::http::{StatusCode, header};
+use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, PathPattern, Response};
 use poem_openapi::Object;
 use poem_openapi::payload::Json;
 
+use crate::auth::HashError;
 use crate::domain::Invalid;
+
+/// The `Retry-After` of a 503 `overloaded`, in seconds: a hash takes tens of milliseconds,
+/// so the queue has moved on by then.
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Deserialize)]
@@ -84,6 +89,15 @@ pub(crate) enum ApiError {
     /// The request took longer than `http.request_timeout`.
     #[error("the request took too long and was abandoned")]
     Timeout,
+    /// Too many attempts from this client or on this account: retry after `retry_after` s.
+    #[error("too many attempts; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until the next attempt is allowed.
+        retry_after: u64,
+    },
+    /// Too many password hashes are waiting already: retry after [`RETRY_AFTER_SECS`].
+    #[error("the server is busy checking other passwords; retry in a moment")]
+    Overloaded,
     /// The database is down or the pool is exhausted: retry later.
     #[error("the database is unavailable, retry later")]
     Unavailable(#[source] sqlx::Error),
@@ -103,7 +117,10 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Http { status, .. } => *status,
-            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout | ApiError::Unavailable(_) | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +138,8 @@ impl ApiError {
             ApiError::Conflict { field: "email" } => "email_taken",
             ApiError::Conflict { .. } => "conflict",
             ApiError::Timeout => "timeout",
+            ApiError::Overloaded => "overloaded",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -135,6 +154,15 @@ impl ApiError {
     pub(crate) fn response(&self) -> Response {
         let mut resp = Json(self.body()).into_response();
         resp.set_status(self.status());
+        let retry_after = match self {
+            ApiError::Overloaded => Some(RETRY_AFTER_SECS),
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 
@@ -273,6 +301,9 @@ impl ApiError {
                 tracing::warn!(request_id, route, "database unavailable: {err}");
             }
             ApiError::Timeout => tracing::warn!(request_id, route, "request timed out"),
+            ApiError::Overloaded => {
+                tracing::warn!(request_id, route, "password hash queue full: answered 503");
+            }
             _ => {}
         }
     }
@@ -284,6 +315,15 @@ impl From<sqlx::Error> for ApiError {
             ApiError::Unavailable(err)
         } else {
             ApiError::Internal(err.into())
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => ApiError::Overloaded,
+            HashError::Failed(err) => ApiError::Internal(err),
         }
     }
 }

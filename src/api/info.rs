@@ -15,8 +15,9 @@ pub(crate) struct InfoApi;
 /// Where the database is; never the user's password.
 #[derive(Debug, Clone, Object)]
 pub(crate) struct DatabaseInfo {
-    /// Host name or address.
-    pub host: String,
+    /// Host name or address; shown in dev, or when `api.info_details` is on.
+    #[oai(skip_serializing_if_is_none)]
+    pub host: Option<String>,
     /// Database name.
     pub name: String,
 }
@@ -30,8 +31,10 @@ pub(crate) struct InfoBody {
     pub log_level: String,
     /// The version of the binary.
     pub version: String,
-    /// The git commit the binary was built from.
-    pub commit: String,
+    /// The git commit the binary was built from; shown in dev, or when `api.info_details`
+    /// is on.
+    #[oai(skip_serializing_if_is_none)]
+    pub commit: Option<String>,
     /// The database this instance talks to.
     pub database: DatabaseInfo,
     /// Names (never values) of the secrets decrypted from the sealed file.
@@ -44,13 +47,14 @@ impl InfoBody {
     /// Computes the body once, at start-up.
     pub(crate) fn from_settings(settings: &Settings) -> Result<InfoBody, ConfigError> {
         let target = settings.database.target()?;
+        let details = settings.api.info_details_for(settings.env);
         Ok(InfoBody {
             environment: settings.env.as_str().to_owned(),
             log_level: settings.log.level.clone(),
             version: build_info::VERSION.to_owned(),
-            commit: build_info::COMMIT.to_owned(),
+            commit: details.then(|| build_info::COMMIT.to_owned()),
             database: DatabaseInfo {
-                host: target.host,
+                host: details.then_some(target.host),
                 name: target.name,
             },
             secrets_loaded: settings.loaded_secrets.clone(),
@@ -61,8 +65,9 @@ impl InfoBody {
 
 #[OpenApi(tag = "ApiTags::Info")]
 impl InfoApi {
-    /// This instance: environment, log level, version and commit, database host and name,
-    /// the names of the sealed secrets it loaded, and whether metrics are on.
+    /// This instance: environment, log level, version, database name, the names of the
+    /// sealed secrets it loaded, and whether metrics are on; the commit and the database host
+    /// too in dev (or when `api.info_details` is on).
     #[oai(path = "/api/info", method = "get", operation_id = "info")]
     async fn info(&self, state: Data<&State>) -> Json<InfoBody> {
         Json(state.info.clone())

@@ -16,6 +16,7 @@ pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod info;
 mod input;
+mod limits;
 mod queries;
 pub(crate) mod security;
 pub(crate) mod spec;
@@ -61,6 +62,15 @@ pub(crate) struct AppState {
     pub readiness: Readiness,
     /// The body of `/api/info`, computed once from the settings.
     pub info: info::InfoBody,
+    /// Whether the public directory shows emails (`api.public_emails`).
+    pub(crate) public_emails: bool,
+    /// Rate limits on the operations that check a password.
+    pub(crate) limits: limits::Limits,
+}
+
+/// The rate limits `rate` describes, for the server to put in the state.
+pub(crate) fn limits_from(rate: &crate::config::RateSettings) -> limits::Limits {
+    limits::Limits::from_settings(rate)
 }
 
 /// Shared handle to the state, as request data.

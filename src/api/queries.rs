@@ -56,7 +56,7 @@ impl From<UserRow> for User {
     fn from(row: UserRow) -> User {
         let utc = |t: Option<NaiveDateTime>| t.map(|t| t.and_utc());
         let user_profiles = row.has_profile.then(|| Profile {
-            email: row.email.unwrap_or_default(),
+            email: Some(row.email.unwrap_or_default()),
             name: row.name,
             location: row.location,
             bio: row.bio,

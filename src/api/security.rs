@@ -2,8 +2,9 @@
 //!
 //! The scheme only extracts the token (a missing one is a 401 from poem-openapi, which the
 //! server turns into the JSON error shape). [`authenticate`] then checks the token and that
-//! it was issued after the user's last password change: changing the password revokes every
-//! older token. Decisions beyond "who is this" (403) belong in the handlers.
+//! it was obtained under the user's current `last_password_change`: changing the password
+//! revokes every token obtained with the old one, however logins and the change interleave
+//! (see `crate::auth::Claims::is_current`). Decisions beyond "who is this" (403) belong in the handlers.
 
 use chrono::{NaiveDateTime, Utc};
 use poem_openapi::SecurityScheme;
@@ -50,9 +51,7 @@ pub(crate) async fn authenticate(
     let Some((username, changed)) = row else {
         return Err(ApiError::Unauthorized("the account no longer exists"));
     };
-    if let Some(changed) = changed
-        && claims.issued_at_millis() < changed.and_utc().timestamp_millis()
-    {
+    if !claims.is_current(changed.map(|c| c.and_utc())) {
         return Err(ApiError::Unauthorized(
             "the token was issued before the last password change; log in again",
         ));

@@ -48,6 +48,9 @@ impl<T: OpenApi> OpenApi for Documented<T> {
                     .responses
                     .retain(|r| r.status.is_none_or(|s| s < 400 || allowed.contains(&s)));
             }
+            if op.operation_id.is_some_and(|id| HASHING.contains(&id)) {
+                document_overload(&mut op.responses);
+            }
         }
         apis
     }
@@ -175,6 +178,10 @@ enum ErrorStatuses {
     /// A value breaks a rule; the message names the field (`validation_failed`).
     #[oai(status = 422)]
     Validation(Json<ErrorBody>),
+    /// Too many attempts from this client address or on this account; retry after
+    /// `Retry-After` seconds (`rate_limited`).
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
     /// An unexpected error; details are in the server log (`internal_error`).
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -182,6 +189,43 @@ enum ErrorStatuses {
     /// `timeout`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
+}
+
+/// The operations that hash a password, and so can be refused when the hash queue is full.
+const HASHING: &[&str] = &["register", "login", "change_my_password"];
+
+/// A hashing operation can be refused before it hashes: a 429 when its client or account is
+/// over its rate limit, a 503 when the hash queue is full; both say when to retry.
+fn document_overload(responses: &mut MetaResponses) {
+    use poem_openapi::registry::MetaHeader;
+    use poem_openapi::types::Type;
+
+    let retry_after = |description: &str, required| MetaHeader {
+        name: "Retry-After".into(),
+        description: Some(description.into()),
+        required,
+        deprecated: false,
+        schema: u64::schema_ref(),
+    };
+    for response in &mut responses.responses {
+        match response.status {
+            Some(429) => response.headers.push(retry_after(
+                "Seconds until the next attempt is allowed.",
+                true,
+            )),
+            Some(503) => {
+                response.description = "The database is unavailable, the request timed out, or \
+                    too many password checks are waiting (`service_unavailable`, `timeout`, \
+                    `overloaded`); retry, after `Retry-After` seconds when it is given.";
+                response.headers.push(retry_after(
+                    "Seconds to wait before retrying; sent with `overloaded`, when the queue of \
+                     password hashes (`auth.hash_queue`) is full.",
+                    false,
+                ));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The error statuses each operation can answer with, for the spec (see [`Documented`]).
@@ -192,9 +236,9 @@ fn statuses_of(operation_id: &str) -> Option<&'static [u16]> {
         "get_user" => &[404, 500, 503],
         "get_me" | "delete_me" => &[401, 500, 503],
         "update_my_profile" => &[400, 401, 409, 413, 415, 422, 500, 503],
-        "change_my_password" => &[400, 401, 403, 413, 415, 422, 500, 503],
-        "register" => &[400, 409, 413, 415, 422, 500, 503],
-        "login" => &[400, 401, 413, 415, 500, 503],
+        "change_my_password" => &[400, 401, 403, 413, 415, 422, 429, 500, 503],
+        "register" => &[400, 409, 413, 415, 422, 429, 500, 503],
+        "login" => &[400, 401, 413, 415, 429, 500, 503],
         _ => return None,
     })
 }

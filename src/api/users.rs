@@ -93,7 +93,10 @@ impl UsersApi {
             .bind(i64::from(limit) + 1)
             .fetch_all(&state.pool)
             .await?;
-        let mut users: Vec<User> = rows.into_iter().map(User::from).collect();
+        let mut users: Vec<User> = rows
+            .into_iter()
+            .map(|row| User::from(row).public(state.public_emails))
+            .collect();
         let next_cursor = if users.len() > limit as usize {
             users.truncate(limit as usize);
             users.last().map(|u| encode_cursor(u.id))
@@ -132,7 +135,9 @@ impl UsersApi {
                 .fetch_optional(&state.pool)
                 .await?;
         let user = row.ok_or_else(not_found)?;
-        Ok(UserEnvelope::of(user.into()))
+        Ok(UserEnvelope::of(
+            User::from(user).public(state.public_emails),
+        ))
     }
 }
 

@@ -5,5 +5,5 @@
 mod password;
 mod token;
 
-pub(crate) use password::{PasswordHasher, Verdict};
+pub(crate) use password::{HashError, HashStats, PasswordHasher, Verdict};
 pub(crate) use token::{Issued, JwtKeys, MIN_SECRET_BYTES, TokenError, WeakSecret, now_millis};

@@ -2,14 +2,19 @@
 //!
 //! Hashing is deliberately slow and memory-hungry, so it runs on the blocking pool and a
 //! semaphore caps how many run at once: a burst of logins queues instead of allocating
-//! 19 MiB per request until the pod is OOM-killed.
+//! 19 MiB per request until the pod is OOM-killed. The slot travels with the blocking task
+//! (a client hanging up does not free it while its hash still runs), and the queue is bounded
+//! too: beyond it a hash is refused at once ([`HashError::Busy`], a 503 with `Retry-After`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use rand::RngCore;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::domain::Password;
 
@@ -45,26 +50,127 @@ pub(crate) enum Verdict {
     Mismatch,
 }
 
-/// Hashes and verifies passwords off the async runtime, a bounded number at a time.
+/// Why a hash did not run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HashError {
+    /// Every slot is busy and the queue of waiting hashes is full: retry later.
+    #[error("too many password hashes are waiting")]
+    Busy,
+    /// The hash itself failed (or its blocking task did).
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// What the hasher is doing, for the metrics: shared handles, read at each scrape.
+#[derive(Clone, Default)]
+pub(crate) struct HashStats {
+    /// Hashes waiting for a slot.
+    pub queued: Gauge,
+    /// Hashes running on the blocking pool (whether or not their client still waits).
+    pub in_flight: Gauge,
+    /// Hashes refused because the queue was full.
+    pub rejected: Counter,
+}
+
+/// Counts one waiting hash while it lives: dropped when it gets its slot, or when its request
+/// is abandoned while still waiting.
+struct Queued<'a> {
+    hasher: &'a PasswordHasher,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.hasher.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.hasher.stats.queued.dec();
+    }
+}
+
+/// A slot and the in-flight count of one running hash. It moves into the blocking task, so
+/// the slot is given back when the hash ends, never when the request that asked is dropped:
+/// however many clients hang up, at most `concurrency` hashes run.
+struct Running {
+    _permit: OwnedSemaphorePermit,
+    in_flight: Gauge,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+    }
+}
+
+/// Hashes and verifies passwords off the async runtime, a bounded number at a time, with a
+/// bounded number waiting.
 #[derive(Clone)]
 pub(crate) struct PasswordHasher {
     permits: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    queue: usize,
+    stats: HashStats,
 }
 
 impl PasswordHasher {
-    /// A hasher running at most `concurrency` hashes at once.
+    /// A hasher running at most `concurrency` hashes at once, with room for many waiting
+    /// (unit tests; the server always bounds the queue).
+    #[cfg(test)]
     pub(crate) fn new(concurrency: usize) -> Self {
+        PasswordHasher::bounded(concurrency, usize::MAX)
+    }
+
+    /// A hasher running at most `concurrency` hashes at once and letting at most `queue`
+    /// more wait; any further one is refused with [`HashError::Busy`] at once.
+    pub(crate) fn bounded(concurrency: usize, queue: usize) -> Self {
         PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            queue,
+            stats: HashStats::default(),
         }
     }
 
+    /// The hasher's metrics.
+    pub(crate) fn stats(&self) -> &HashStats {
+        &self.stats
+    }
+
+    /// A slot for one hash: at once if one is free, after waiting in the bounded queue
+    /// otherwise.
+    async fn slot(&self) -> Result<Running, HashError> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => unreachable!("the semaphore is never closed"),
+            Err(TryAcquireError::NoPermits) => {
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    self.stats.rejected.inc();
+                    return Err(HashError::Busy);
+                }
+                self.stats.queued.inc();
+                let _queued = Queued { hasher: self };
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(anyhow::Error::from)?
+            }
+        };
+        self.stats.in_flight.inc();
+        Ok(Running {
+            _permit: permit,
+            in_flight: self.stats.in_flight.clone(),
+        })
+    }
+
     /// A PHC-format argon2id hash of `password` with a fresh random salt.
-    pub(crate) async fn hash(&self, password: Password) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await?;
-        let hash = tokio::task::spawn_blocking(move || hash_blocking(password.expose()))
-            .await?
-            .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
+    pub(crate) async fn hash(&self, password: Password) -> Result<String, HashError> {
+        let running = self.slot().await?;
+        let hash = tokio::task::spawn_blocking(move || {
+            let _running = running;
+            hash_blocking(password.expose())
+        })
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
         Ok(hash)
     }
 
@@ -74,10 +180,11 @@ impl PasswordHasher {
         &self,
         password: String,
         stored: Option<String>,
-    ) -> anyhow::Result<Verdict> {
-        let _permit = self.permits.acquire().await?;
+    ) -> Result<Verdict, HashError> {
         let password = zeroize::Zeroizing::new(password);
+        let running = self.slot().await?;
         let verdict = tokio::task::spawn_blocking(move || {
+            let _running = running;
             let usable = stored.as_deref().and_then(|s| PasswordHash::new(s).ok());
             match usable {
                 Some(hash) => match argon2().verify_password(password.as_bytes(), &hash) {
@@ -91,7 +198,8 @@ impl PasswordHasher {
                 }
             }
         })
-        .await?;
+        .await
+        .map_err(anyhow::Error::from)?;
         Ok(verdict)
     }
 }
@@ -147,5 +255,44 @@ mod tests {
             hasher.verify("anything".into(), None).await.unwrap(),
             Verdict::Mismatch
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_an_abandoned_wait_leaves_it() {
+        let hasher = PasswordHasher::bounded(1, 1);
+        let held = hasher.slot().await.unwrap();
+        let waiting = hasher.verify("x".into(), None);
+        let mut waiting = Box::pin(waiting);
+        assert!(poll_once(&mut waiting).await.is_none(), "it waits");
+        assert_eq!(hasher.stats().queued.get(), 1);
+        assert!(matches!(
+            hasher.verify("x".into(), None).await,
+            Err(HashError::Busy)
+        ));
+        assert_eq!(hasher.stats().rejected.get(), 1);
+        drop(waiting);
+        assert_eq!(
+            hasher.stats().queued.get(),
+            0,
+            "an abandoned wait leaves the queue"
+        );
+        assert_eq!(hasher.stats().in_flight.get(), 1);
+        drop(held);
+        assert_eq!(hasher.stats().in_flight.get(), 0);
+        assert_eq!(
+            hasher.verify("x".into(), None).await.unwrap(),
+            Verdict::Mismatch
+        );
+    }
+
+    /// Polls a future once: its output if it is ready at once.
+    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }

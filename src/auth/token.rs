@@ -3,10 +3,15 @@
 //! The algorithm is pinned: a token whose header says anything else (`none`, `RS256` with
 //! the secret as a "public key", ...) is rejected before its signature is looked at.
 //!
-//! `iat` carries milliseconds (RFC 7519 allows a non-integer NumericDate). A password change
-//! revokes every token issued before it by comparing `iat` with `last_password_change`; whole
-//! seconds would let a token issued a moment before the change survive it, or reject one
-//! issued a moment after: [`now_millis`] is the clock both are read from.
+//! A password change revokes every token obtained with the old password: each token carries
+//! `pwc`, the user's `last_password_change` as login read it in the same row as the hash it
+//! checked the password against, and a token is only accepted while that is still the
+//! user's `last_password_change` (which every change moves forward). Comparing times of
+//! issue instead would let a login that checked the old password just before a change get a
+//! token issued just after it. Tokens from before `pwc` existed fall back to that comparison:
+//! `iat` carries milliseconds (RFC 7519 allows a non-integer NumericDate) and is compared
+//! with `last_password_change`; [`now_millis`] is the clock both are read from. `nbf` is
+//! checked when a token has one.
 //!
 //! How strong a secret must be is decided here, in [`JwtKeys::from_settings`], and only
 //! here: the server asks the keys ([`JwtKeys::is_short`], [`JwtKeys::is_ephemeral`]) what
@@ -52,6 +57,13 @@ pub(crate) struct Claims {
     pub iat: f64,
     /// Expires at: seconds since the epoch.
     pub exp: u64,
+    /// Not before: seconds since the epoch; checked when present (we never write one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// The user's `last_password_change` the token was obtained under, in microseconds since
+    /// the epoch (0 when there was none); absent in tokens issued before it was introduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pwc: Option<i64>,
 }
 
 impl Claims {
@@ -60,10 +72,25 @@ impl Claims {
         (self.iat * 1000.0).round() as i64
     }
 
+    /// Whether the token was obtained under this `last_password_change` (the user's current
+    /// one): a password change since then revokes it.
+    pub(crate) fn is_current(&self, last_password_change: Option<DateTime<Utc>>) -> bool {
+        match self.pwc {
+            Some(pwc) => pwc == password_change_stamp(last_password_change),
+            None => last_password_change
+                .is_none_or(|changed| self.issued_at_millis() >= changed.timestamp_millis()),
+        }
+    }
+
     /// The user id in `sub`.
     pub(crate) fn user_id(&self) -> Result<i32, TokenError> {
         self.sub.parse().map_err(|_| TokenError::Invalid)
     }
+}
+
+/// The `pwc` of a token obtained under this `last_password_change`.
+pub(super) fn password_change_stamp(last_password_change: Option<DateTime<Utc>>) -> i64 {
+    last_password_change.map_or(0, |t| t.timestamp_micros())
 }
 
 /// A freshly issued token.
@@ -150,6 +177,7 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -173,14 +201,23 @@ impl JwtKeys {
         self.short
     }
 
-    /// Issues a token for `user_id`, issued at `now`.
-    pub(crate) fn issue(&self, user_id: i32, now: DateTime<Utc>) -> anyhow::Result<Issued> {
+    /// Issues a token for `user_id`, issued at `now`, valid while the user's
+    /// `last_password_change` stays `password_changed` (read with the hash the password was
+    /// checked against).
+    pub(crate) fn issue(
+        &self,
+        user_id: i32,
+        password_changed: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Issued> {
         let expires_at = now + self.ttl;
         let claims = Claims {
             sub: user_id.to_string(),
             iss: self.issuer.clone(),
             iat: now.timestamp_millis() as f64 / 1000.0,
             exp: expires_at.timestamp().max(0) as u64,
+            nbf: None,
+            pwc: Some(password_change_stamp(password_changed)),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         let expires_at = Utc
@@ -195,6 +232,7 @@ impl JwtKeys {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::Invalid,
                 _ => TokenError::Invalid,
             })?;
         let claims = data.claims;
@@ -257,13 +295,13 @@ mod tests {
     fn round_trip_keeps_milliseconds_and_expiry_is_checked() {
         let keys = JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Prod).unwrap();
         let now = Utc::now();
-        let issued = keys.issue(42, now).unwrap();
+        let issued = keys.issue(42, None, now).unwrap();
         let claims = keys.verify(&issued.token, now).unwrap();
         assert_eq!(claims.user_id().unwrap(), 42);
         assert_eq!(claims.issued_at_millis(), now.timestamp_millis());
         // `exp` is checked against the clock: a token issued two hours ago has expired.
         let old = now - Duration::from_secs(7200);
-        let stale = keys.issue(42, old).unwrap();
+        let stale = keys.issue(42, None, old).unwrap();
         assert_eq!(
             keys.verify(&stale.token, now).unwrap_err(),
             TokenError::Expired
@@ -276,14 +314,64 @@ mod tests {
         let other =
             JwtKeys::from_settings(&settings(Some(&STRONG.repeat(2))), Environment::Prod).unwrap();
         let now = Utc::now();
-        let foreign = other.issue(1, now).unwrap().token;
+        let foreign = other.issue(1, None, now).unwrap().token;
         assert_eq!(keys.verify(&foreign, now).unwrap_err(), TokenError::Invalid);
-        let future = keys.issue(1, now + Duration::from_secs(60)).unwrap().token;
+        let future = keys
+            .issue(1, None, now + Duration::from_secs(60))
+            .unwrap()
+            .token;
         assert_eq!(keys.verify(&future, now).unwrap_err(), TokenError::Invalid);
         let mut s = settings(Some(STRONG));
         s.issuer = "someone-else".into();
         let wrong_iss = JwtKeys::from_settings(&s, Environment::Prod).unwrap();
-        let token = wrong_iss.issue(1, now).unwrap().token;
+        let token = wrong_iss.issue(1, None, now).unwrap().token;
         assert_eq!(keys.verify(&token, now).unwrap_err(), TokenError::Invalid);
+    }
+
+    #[test]
+    fn a_token_is_current_only_under_the_password_change_it_was_issued_under() {
+        let keys = JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Prod).unwrap();
+        let now = Utc::now();
+        let before = now - Duration::from_secs(10);
+        let claims = keys
+            .verify(&keys.issue(1, Some(before), now).unwrap().token, now)
+            .unwrap();
+        assert!(claims.is_current(Some(before)));
+        // A change after the token was issued, or one stamped a microsecond later, revokes it.
+        assert!(!claims.is_current(Some(now + Duration::from_secs(1))));
+        assert!(!claims.is_current(Some(before + Duration::from_micros(1))));
+        assert!(!claims.is_current(None));
+        let never = keys
+            .verify(&keys.issue(1, None, now).unwrap().token, now)
+            .unwrap();
+        assert!(never.is_current(None) && !never.is_current(Some(now)));
+        // A token without `pwc` (issued before it existed) is compared by `iat`.
+        let legacy = Claims {
+            pwc: None,
+            ..claims
+        };
+        assert!(legacy.is_current(Some(before)));
+        assert!(!legacy.is_current(Some(now + Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_is_invalid() {
+        let keys = JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Prod).unwrap();
+        let now = Utc::now();
+        let claims = |nbf: i64| Claims {
+            sub: "1".into(),
+            iss: "discbaboons".into(),
+            iat: now.timestamp() as f64,
+            exp: (now.timestamp() + 600) as u64,
+            nbf: Some(nbf as u64),
+            pwc: Some(0),
+        };
+        let sign = |c: &Claims| {
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), c, &keys.encoding).unwrap()
+        };
+        let later = sign(&claims(now.timestamp() + 600));
+        assert_eq!(keys.verify(&later, now).unwrap_err(), TokenError::Invalid);
+        let earlier = sign(&claims(now.timestamp() - 1));
+        assert!(keys.verify(&earlier, now).is_ok());
     }
 }

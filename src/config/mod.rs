@@ -63,6 +63,15 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// JSON Web Tokens for the API.
     pub jwt: JwtSettings,
+    /// Password hashing.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// What the API shows to whom.
+    #[serde(default)]
+    pub api: ApiSettings,
+    /// Rate limits on login, register and password change.
+    #[serde(default)]
+    pub rate: RateSettings,
     /// The Prometheus metrics listener.
     pub metrics: MetricsSettings,
     /// Where the sealed secrets file and the age identities are mounted.
@@ -140,6 +149,70 @@ pub struct JwtSettings {
     pub issuer: String,
 }
 
+/// Password hashing: argon2id costs 19 MiB and tens of milliseconds per hash, so how many run
+/// at once and how many may wait bound the memory and latency of logins, whatever clients do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Hashes running at once; `0` means one per CPU.
+    pub hash_concurrency: usize,
+    /// Hashes waiting for a turn; beyond this a request is answered 503 with `Retry-After`
+    /// at once instead of queueing.
+    pub hash_queue: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            hash_concurrency: 0,
+            hash_queue: 64,
+        }
+    }
+}
+
+/// Rate limits on the operations that check a password: login, register, password change.
+/// Each replica counts on its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateSettings {
+    /// Attempts per minute from one client address (bursts up to this many); 0 is no limit.
+    pub per_client_per_minute: u32,
+    /// Attempts per minute on one account, from anywhere; 0 is no limit.
+    pub per_account_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` names the client (the ingress); from anyone else the
+    /// header is ignored and the socket's address counts.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for RateSettings {
+    fn default() -> Self {
+        RateSettings {
+            per_client_per_minute: 60,
+            per_account_per_minute: 10,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// What the API shows to whom.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Show every user's email in the public directory (`/api/users`,
+    /// `/api/users/{username}`), as the seed did. Off by default: the owner sees theirs on
+    /// `/api/users/me`.
+    pub public_emails: bool,
+    /// Show the database host and the commit on `/api/info`; by default in dev only.
+    pub info_details: Option<bool>,
+}
+
+impl ApiSettings {
+    /// Whether `/api/info` shows the database host and the commit in this environment.
+    pub fn info_details_for(&self, env: Environment) -> bool {
+        self.info_details.unwrap_or(env == Environment::Dev)
+    }
+}
+
 /// The Prometheus metrics listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,6 +278,9 @@ impl Default for Settings {
                 ttl: Duration::from_secs(3600),
                 issuer: "discbaboons".into(),
             },
+            auth: AuthSettings::default(),
+            api: ApiSettings::default(),
+            rate: RateSettings::default(),
             metrics: MetricsSettings {
                 enabled: true,
                 host: IpAddr::from([0, 0, 0, 0]),

@@ -1,6 +1,6 @@
 //! Prometheus metrics, served as text on their own port so that the API port never exposes
 //! them: request count and latency by method, route template and status; the pool's size
-//! and idle connections; the build.
+//! and idle connections; the password hashes queued, running and refused; the build.
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 
+use crate::auth::HashStats;
 use crate::build_info;
 
 /// The labels of the request metrics. The route is the template (`/api/users/:username`),
@@ -91,6 +92,26 @@ impl Metrics {
             pool_idle,
             pool,
         }
+    }
+
+    /// Also renders what the password hasher is doing: hashes waiting, running and refused.
+    pub(crate) fn with_hashing(mut self, stats: &HashStats) -> Metrics {
+        self.registry.register(
+            "argon2_hashes_queued",
+            "Password hashes waiting for a slot",
+            stats.queued.clone(),
+        );
+        self.registry.register(
+            "argon2_hashes_in_flight",
+            "Password hashes running, whether or not their client still waits",
+            stats.in_flight.clone(),
+        );
+        self.registry.register(
+            "argon2_hashes_rejected",
+            "Password hashes refused with 503 because the queue was full",
+            stats.rejected.clone(),
+        );
+        self
     }
 
     /// Records one answered request.

@@ -152,6 +152,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             }
         };
         let route = route.unwrap_or_else(unmatched);
+        super::headers::secure(&mut resp, &route);
         resp.headers_mut().insert(REQUEST_ID, request_id.clone());
         if self
             .config

@@ -12,6 +12,7 @@
 //! requests get up to `http.shutdown_timeout` to finish.
 
 mod docs;
+mod headers;
 pub(crate) mod metrics;
 mod middleware;
 mod routes;
@@ -27,7 +28,7 @@ use poem::{EndpointExt, Route};
 
 use crate::api::{self, ApiError, AppState, Readiness, State};
 use crate::auth::{JwtKeys, PasswordHasher, WeakSecret};
-use crate::config::Settings;
+use crate::config::{AuthSettings, Settings};
 use crate::migrate::MigrateError;
 
 pub(crate) use metrics::Metrics;
@@ -101,8 +102,7 @@ impl Server {
             );
         }
         let pool = crate::db::pool(&settings.database)?;
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let hasher = PasswordHasher::new(cpus);
+        let hasher = hasher_for(&settings.auth);
         let info = api::info::InfoBody::from_settings(settings)?;
         let state = Arc::new(AppState {
             pool: pool.clone(),
@@ -110,6 +110,8 @@ impl Server {
             hasher,
             readiness: Readiness::default(),
             info,
+            public_emails: settings.api.public_emails,
+            limits: api::limits_from(&settings.rate),
         });
 
         let http = &settings.http;
@@ -118,7 +120,9 @@ impl Server {
             let m = &settings.metrics;
             let (acceptor, addr) = bind("metrics", SocketAddr::new(m.host, m.port)).await?;
             (
-                Some(Arc::new(Metrics::new(pool))),
+                Some(Arc::new(
+                    Metrics::new(pool).with_hashing(state.hasher.stats()),
+                )),
                 Some(acceptor),
                 Some(addr),
             )
@@ -254,6 +258,15 @@ impl Server {
         tracing::info!("server stopped");
         result
     }
+}
+
+/// The hasher `auth` describes: `hash_concurrency` 0 is one slot per CPU.
+fn hasher_for(auth: &AuthSettings) -> PasswordHasher {
+    let slots = match auth.hash_concurrency {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    PasswordHasher::bounded(slots, auth.hash_queue)
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send>) -> poem::Response {

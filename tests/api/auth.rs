@@ -26,8 +26,14 @@ async fn register_creates_the_user_and_profile_together() {
     assert_eq!(data["user_profiles"]["name"], "Regina");
     assert_eq!(data["user_profiles"]["bio"], "throws forehand", "trimmed");
 
+    // The public directory shows the same, without the email (private by default).
     let fetched = app.get_user(&user.username).await.json();
-    assert_eq!(fetched["data"], *data);
+    let mut public = data.clone();
+    public["user_profiles"]
+        .as_object_mut()
+        .unwrap()
+        .remove("email");
+    assert_eq!(fetched["data"], public);
     let stored = app.db.psql(&format!(
         "select password_hash from users where username = '{}'",
         user.username

@@ -75,6 +75,10 @@ pub fn settings_for(db: &TestDb<'_>) -> Settings {
     s.loaded_secrets = vec!["JWT_SECRET".into()];
     s.http.shutdown_grace = Duration::ZERO;
     s.http.shutdown_timeout = Duration::from_secs(1);
+    // Tests log in from one address far more often than a person; the rate-limit tests turn
+    // the limits on.
+    s.rate.per_client_per_minute = 0;
+    s.rate.per_account_per_minute = 0;
     s
 }
 
@@ -382,4 +386,28 @@ pub async fn raw_chunked_post(app: &TestApp, path: &str, body: &str) -> (u16, St
         .unwrap_or_default();
     assert_no_secrets(&body);
     (status, body)
+}
+
+/// Runs the futures concurrently on this task and returns their outputs in order.
+pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
 }

@@ -20,7 +20,10 @@ async fn lists_the_seed_users_with_their_profiles() {
         .collect();
     assert_eq!(names, ["alice", "bob", "alpha_baboon"]);
     let alice = &users[0];
-    assert_eq!(alice["user_profiles"]["email"], "alice@example.com");
+    assert!(
+        alice["user_profiles"].get("email").is_none(),
+        "emails are private by default: {alice}"
+    );
     assert_eq!(alice["user_profiles"]["personality_type"], "Analytical");
     assert!(alice.get("password_hash").is_none());
 }
@@ -145,5 +148,40 @@ fn a_deep_page_reads_a_page_of_profiles_not_the_table() {
     assert!(
         read <= 200.0,
         "a page 19 000 users deep read {read} profiles"
+    );
+}
+
+#[tokio::test]
+async fn the_directory_hides_emails_unless_public_emails_is_on() {
+    // Arrange: a registered user, on a server with default settings and on one with
+    // `api.public_emails`.
+    let private = spawn_app().await;
+    let (user, token) = private.signed_up("quiet").await;
+    let public = crate::helpers::spawn_with(|s| s.api.public_emails = true).await;
+
+    // Act and Assert: anonymous readers do not see the email, the owner does.
+    let one = private.get_user(&user.username).await.json();
+    assert!(one["data"]["user_profiles"].get("email").is_none(), "{one}");
+    let page = private.list_users("?limit=500").await;
+    assert!(
+        !page.text.contains('@'),
+        "no email in the directory: {}",
+        page.text
+    );
+    let me = private.me(&token).await.json();
+    assert_eq!(me["data"]["user_profiles"]["email"], user.email.as_str());
+
+    // The seed's behaviour is one setting away.
+    let page = public.list_users("").await.json();
+    assert_eq!(
+        page["data"][0]["user_profiles"]["email"],
+        "alice@example.com"
+    );
+    let bob = public.get_user("bob").await.json();
+    assert!(
+        bob["data"]["user_profiles"]["email"]
+            .as_str()
+            .is_some_and(|e| e.contains('@')),
+        "{bob}"
     );
 }

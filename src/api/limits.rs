@@ -1,0 +1,116 @@
+//! Rate limits on the operations that check a password (login, register, password change):
+//! per client address and per account, so that neither one address guessing many accounts'
+//! passwords nor many addresses guessing one account's gets far. Beyond a limit the answer
+//! is a 429 with `Retry-After`, before any database query or hash.
+//!
+//! The client address is the socket's, unless the peer is one of `rate.trusted_proxies` (the
+//! ingress): then it is the rightmost `X-Forwarded-For` entry that is not a trusted proxy, so
+//! that a client cannot choose its own address by sending the header. The counters live in
+//! this process: with N replicas a client gets up to N times the limit (docs/reliability.md).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use poem::Request;
+
+use super::ApiError;
+use crate::config::RateSettings;
+
+/// Every this many checks, keys whose limit has fully recovered are forgotten, so that the
+/// maps stay as small as the recent traffic.
+const SWEEP_EVERY: u64 = 4096;
+
+/// The longest account key kept: usernames are at most 50 characters.
+const ACCOUNT_KEY_MAX: usize = 64;
+
+/// The limiters and who may say where a request came from.
+pub(crate) struct Limits {
+    per_client: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    per_account: Option<DefaultKeyedRateLimiter<String>>,
+    trusted_proxies: Vec<IpAddr>,
+    checks: AtomicU64,
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+impl Limits {
+    /// The limits `rate` describes; a limit of 0 is off.
+    pub(crate) fn from_settings(rate: &RateSettings) -> Limits {
+        Limits {
+            per_client: limiter(rate.per_client_per_minute),
+            per_account: limiter(rate.per_account_per_minute),
+            trusted_proxies: rate.trusted_proxies.clone(),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Where `req` came from: the peer, or what a trusted proxy says about it.
+    pub(crate) fn client_of(&self, req: &Request) -> Option<IpAddr> {
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
+        if !self.trusted_proxies.contains(&peer) {
+            return Some(peer);
+        }
+        // Right to left: each trusted proxy appended the address it saw. The first entry that
+        // is not a trusted proxy is the client; whatever the client wrote further left is not
+        // read, so garbage there changes nothing.
+        let entries: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        for entry in entries.into_iter().rev() {
+            match entry.trim().parse::<IpAddr>() {
+                Ok(ip) if self.trusted_proxies.contains(&ip) => continue,
+                Ok(ip) => return Some(ip),
+                Err(_) => break,
+            }
+        }
+        Some(peer)
+    }
+
+    /// Counts one attempt from `client` on `account`; a 429 with the wait when either is
+    /// over its limit.
+    pub(crate) fn check(&self, client: Option<IpAddr>, account: &str) -> Result<(), ApiError> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
+        if let (Some(limiter), Some(client)) = (&self.per_client, client) {
+            limiter.check_key(&client).map_err(rate_limited)?;
+        }
+        if let Some(limiter) = &self.per_account {
+            let end = account
+                .char_indices()
+                .nth(ACCOUNT_KEY_MAX)
+                .map_or(account.len(), |(i, _)| i);
+            limiter
+                .check_key(&account[..end].to_owned())
+                .map_err(rate_limited)?;
+        }
+        Ok(())
+    }
+
+    fn sweep(&self) {
+        if let Some(limiter) = &self.per_client {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.per_account {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+fn rate_limited(not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> ApiError {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    ApiError::RateLimited {
+        retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+    }
+}
