@@ -19,6 +19,9 @@ Examples:
   app migrate --baseline-on-migrate    baseline a non-empty schema without history, then migrate
   app migrate --location ./migrations  read SQL files from a directory instead of the binary
   app migrate --out-of-order           also apply a pending version older than the newest applied
+  app migrate validate --ignore-migration-patterns '1:missing,*:future'
+                                       accept an applied V1 without a file (warned), as Flyway's
+                                       ignoreMigrationPatterns (default *:future)
   app migrate repair --dry-run         print what repair would change, change nothing
   app migrate repair                   remove failed rows, realign checksums (after proving the
                                        schema), mark migrations without a file as deleted
@@ -67,6 +70,13 @@ pub(crate) struct Args {
     /// (Flyway's outOfOrder; also migrate.out_of_order).
     #[arg(long)]
     pub out_of_order: bool,
+
+    /// Flyway's ignoreMigrationPatterns, comma-separated `type:status` (type `*`,
+    /// `versioned`, `repeatable` or a version; status `missing`, `pending`, `ignored`,
+    /// `future` or `*`): matching problems are warnings. Replaces
+    /// migrate.ignore_migration_patterns (default `*:future`); `""` ignores nothing.
+    #[arg(long, value_name = "PATTERNS", global = true)]
+    pub ignore_migration_patterns: Option<String>,
 }
 
 /// The subcommands of `app migrate`.
@@ -122,6 +132,10 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         None => Migrations::embedded()?,
     };
     let lock_timeout = args.lock_timeout.unwrap_or(settings.migrate.lock_timeout);
+    let ignore_patterns = match &args.ignore_migration_patterns {
+        Some(flag) => migrate::IgnorePatterns::parse(&[flag])?,
+        None => migrate::IgnorePatterns::parse(&settings.migrate.ignore_migration_patterns)?,
+    };
     let mut conn = crate::db::connect(&settings.database).await?;
     match args.action {
         None => {
@@ -135,6 +149,7 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                     .context("migrate.baseline_version")?,
                 dry_run: args.dry_run,
                 out_of_order: args.out_of_order || settings.migrate.out_of_order,
+                ignore_patterns,
             };
             let report = migrate::migrate(&mut conn, &migrations, &opts).await?;
             if opts.dry_run {
@@ -145,11 +160,12 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         }
         Some(Action::Info { target }) => {
             let target = parse_target(target.or(args.target).as_deref())?;
-            let plan = migrate::info(&mut conn, &migrations, target.as_ref()).await?;
+            let plan =
+                migrate::info(&mut conn, &migrations, target.as_ref(), &ignore_patterns).await?;
             print!("{}", render_table(&plan.lines));
         }
         Some(Action::Validate) => {
-            let plan = migrate::validate(&mut conn, &migrations).await?;
+            let plan = migrate::validate(&mut conn, &migrations, &ignore_patterns).await?;
             let pending = plan.pending.len();
             tracing::info!(
                 applied = plan

@@ -177,6 +177,36 @@ pub struct MigrateSettings {
     /// (Flyway's outOfOrder).
     #[serde(default)]
     pub out_of_order: bool,
+    /// Flyway's ignoreMigrationPatterns (`*:future`, `versioned:missing`, `1:missing`): a
+    /// list, or one comma-separated string as Flyway's environment variable takes it.
+    #[serde(
+        default = "default_ignore_patterns",
+        deserialize_with = "list_or_commas"
+    )]
+    pub ignore_migration_patterns: Vec<String>,
+}
+
+fn default_ignore_patterns() -> Vec<String> {
+    vec![crate::migrate::IgnorePatterns::DEFAULT.to_owned()]
+}
+
+/// A list of strings, or one string split on commas (what an environment variable holds).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(list) => list,
+        Raw::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 impl Default for Settings {
@@ -219,6 +249,7 @@ impl Default for Settings {
                 baseline_on_migrate: false,
                 baseline_version: "1".into(),
                 out_of_order: false,
+                ignore_migration_patterns: default_ignore_patterns(),
             },
             loaded_secrets: Vec::new(),
         }

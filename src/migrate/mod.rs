@@ -14,6 +14,7 @@ mod catalog;
 mod checksum;
 mod error;
 mod history;
+mod ignore;
 mod lock;
 mod plan;
 mod repair;
@@ -29,6 +30,7 @@ use sqlx::PgConnection;
 pub use checksum::checksum;
 pub(crate) use error::MigrateError;
 pub(crate) use history::{BASELINE_DESCRIPTION, HistoryRow, Kind};
+pub use ignore::IgnorePatterns;
 pub(crate) use lock::flyway_key;
 pub(crate) use plan::{Line, Plan, State};
 pub(crate) use repair::{RepairOptions, RepairReport, repair};
@@ -109,6 +111,9 @@ pub struct MigrateOptions {
     pub dry_run: bool,
     /// Apply pending migrations older than the newest applied one (Flyway's outOfOrder).
     pub out_of_order: bool,
+    /// Problems (missing, out-of-order, future migrations) that are only warned about
+    /// (Flyway's ignoreMigrationPatterns; default `*:future`).
+    pub ignore_patterns: IgnorePatterns,
 }
 
 /// What [`migrate`] did (or, in a dry run, would do).
@@ -169,7 +174,13 @@ async fn up_to_date(
         return Ok(None);
     }
     let rows = history::read(conn, schema).await?;
-    let plan = plan::plan_with(migrations, &rows, opts.target.as_ref(), opts.out_of_order);
+    let plan = plan::plan_with(
+        migrations,
+        &rows,
+        opts.target.as_ref(),
+        opts.out_of_order,
+        &opts.ignore_patterns,
+    );
     if !plan.pending.is_empty() || !plan.failed.is_empty() || !plan.problems.is_empty() {
         return Ok(None);
     }
@@ -247,6 +258,7 @@ async fn prepare(
         &rows,
         opts.target.as_ref(),
         opts.out_of_order,
+        &opts.ignore_patterns,
     ))?;
     Ok(Report {
         schema: schema.to_owned(),
@@ -272,6 +284,9 @@ fn check(plan: Plan) -> Result<Plan, MigrateError> {
             problems: plan.problems.clone(),
         });
     }
+    for warning in &plan.warnings {
+        tracing::warn!("ignored by the ignore migration patterns: {warning}");
+    }
     if !plan.future.is_empty() {
         tracing::warn!(
             versions = %plan.future.join(", "),
@@ -286,8 +301,9 @@ fn check(plan: Plan) -> Result<Plan, MigrateError> {
 pub(crate) async fn validate(
     conn: &mut PgConnection,
     migrations: &Migrations,
+    ignore: &IgnorePatterns,
 ) -> Result<Plan, MigrateError> {
-    let plan = info(conn, migrations, None).await?;
+    let plan = info(conn, migrations, None, ignore).await?;
     check(plan)
 }
 
@@ -296,10 +312,11 @@ pub(crate) async fn info(
     conn: &mut PgConnection,
     migrations: &Migrations,
     target: Option<&Version>,
+    ignore: &IgnorePatterns,
 ) -> Result<Plan, MigrateError> {
     let schema = history::current_schema(conn).await?;
     let rows = read_history(conn, &schema).await?;
-    Ok(plan::plan(migrations, &rows, target))
+    Ok(plan::plan_with(migrations, &rows, target, false, ignore))
 }
 
 /// `app migrate baseline`: records that the schema already is at `version`, so migrations

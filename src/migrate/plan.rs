@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDateTime;
 
 use super::history::{HistoryRow, Kind};
+use super::ignore::{IgnorePatterns, Status};
 use super::script::Migration;
 use super::source::Migrations;
 use super::version::Version;
@@ -92,6 +93,8 @@ pub(crate) struct Plan {
     pub failed: Vec<FailedRow>,
     /// Checksum or description mismatches, missing and out-of-order migrations.
     pub problems: Vec<String>,
+    /// Problems an ignore migration pattern matched: logged as warnings, never an error.
+    pub warnings: Vec<String>,
     /// The newest successfully applied version (a baseline counts), if any.
     pub applied: Option<Version>,
 }
@@ -102,16 +105,26 @@ pub(super) fn plan(
     history: &[HistoryRow],
     target: Option<&Version>,
 ) -> Plan {
-    plan_with(migrations, history, target, false)
+    plan_with(
+        migrations,
+        history,
+        target,
+        false,
+        &IgnorePatterns::default(),
+    )
 }
 
 /// [`plan`], with Flyway's `outOfOrder`: a pending migration older than the newest applied
-/// one is pending (applied in version order) instead of a problem.
+/// one is pending (applied in version order) instead of a problem, and Flyway's
+/// `ignoreMigrationPatterns`: a missing, out-of-order ("ignored") or future migration that a
+/// pattern matches is a warning instead of a problem (future ones are a problem only when the
+/// patterns leave out Flyway's default `*:future`).
 pub(super) fn plan_with(
     migrations: &Migrations,
     history: &[HistoryRow],
     target: Option<&Version>,
     out_of_order: bool,
+    ignore: &IgnorePatterns,
 ) -> Plan {
     // The effective history: the last word on each version wins; DELETE and UNDO rows take a
     // version back out, as Flyway's `repair` and `undo` mean them to.
@@ -172,7 +185,13 @@ pub(super) fn plan_with(
         let state = if baseline_version.as_ref().is_some_and(|b| m.version <= *b) {
             State::BelowBaseline
         } else if !out_of_order && newest_applied.as_ref().is_some_and(|n| m.version < *n) {
-            out.problems.push(format!(
+            let ignored = ignore.ignores(Some(&m.version), Status::Ignored);
+            let list = if ignored {
+                &mut out.warnings
+            } else {
+                &mut out.problems
+            };
+            list.push(format!(
                 "{} (version {}) is not applied but is older than the newest applied \
                  version {}: it would run out of order. Give it a version above {} \
                  (rename the file), or apply its changes by hand and record them",
@@ -211,10 +230,25 @@ pub(super) fn plan_with(
             out.failed.push(failed_row(row));
             State::Failed
         } else if future {
-            out.future.push(key.0.to_string());
+            if ignore.ignores(Some(&key.0), Status::Future) {
+                out.future.push(key.0.to_string());
+            } else {
+                out.problems.push(format!(
+                    "{} (version {}) is applied in the database but newer than every \
+                     migration of this binary (a newer image applied it); this is refused \
+                     because the ignore migration patterns leave out Flyway's default \
+                     `*:future`",
+                    row.script, key.0
+                ));
+            }
             State::Future
         } else {
-            out.problems.push(format!(
+            let list = if ignore.ignores(Some(&key.0), Status::Missing) {
+                &mut out.warnings
+            } else {
+                &mut out.problems
+            };
+            list.push(format!(
                 "{} (version {}) is applied in the database but this binary has no such \
                  migration: restore the file, or if it was removed on purpose (or this \
                  database comes from Flyway and other files), run `app migrate adopt`, which \

@@ -1,0 +1,141 @@
+//! Flyway features a migrating team relies on, each against Flyway's documented behaviour:
+//! ignore migration patterns.
+
+use super::*;
+use crate::support::{Cluster, app, output_text};
+
+/// The seed's history after our V2..V5: an applied V1 we have no file for.
+fn with_v1_applied_without_a_file(db: &TestDb<'_>) {
+    let out = migrate(db, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    db.psql(
+        "insert into flyway_schema_history values
+           (100, '1', 'create users table', 'SQL', 'V1__create_users_table.sql', 1234567,
+            'app_user', now(), 9, true)",
+    );
+}
+
+#[test]
+fn a_missing_v1_passes_validate_and_migrate_when_a_pattern_ignores_it() {
+    let db = Cluster::shared().create_db();
+    with_v1_applied_without_a_file(&db);
+
+    let out = migrate(&db, &["validate"]);
+    assert_eq!(out.status.code(), Some(10), "{}", output_text(&out));
+
+    for pattern in ["1:missing", "versioned:missing", "*:missing", "*:*"] {
+        for args in [vec!["validate"], vec![]] {
+            let mut args = args;
+            args.extend(["--ignore-migration-patterns", pattern]);
+            let out = migrate(&db, &args);
+            let text = output_text(&out);
+            assert!(out.status.success(), "{args:?}: {text}");
+            assert!(
+                text.contains("ignored by the ignore migration patterns")
+                    && text.contains("V1__create_users_table.sql"),
+                "{args:?}: the ignored problem is warned about: {text}"
+            );
+        }
+    }
+    // A pattern for another version, or for repeatables, does not cover V1.
+    for pattern in ["2:missing", "repeatable:missing", "versioned:future"] {
+        let out = migrate(&db, &["validate", "--ignore-migration-patterns", pattern]);
+        assert_eq!(
+            out.status.code(),
+            Some(10),
+            "{pattern}: {}",
+            output_text(&out)
+        );
+    }
+    // The setting, as Flyway's comma-separated environment variable; `info` still shows it.
+    let out = app()
+        .args(["migrate", "validate"])
+        .envs(db.app_env())
+        .env(
+            "APP_MIGRATE__IGNORE_MIGRATION_PATTERNS",
+            "*:future, 1:missing",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = migrate(&db, &["info", "--ignore-migration-patterns", "1:missing"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("| 1 ") && l.contains("missing")),
+        "{text}"
+    );
+}
+
+#[test]
+fn future_rows_pass_by_default_and_fail_when_the_patterns_leave_out_star_future() {
+    let db = Cluster::shared().create_db();
+    assert!(migrate(&db, &[]).status.success());
+    db.psql(
+        "insert into flyway_schema_history values
+           (100, '9', 'newer', 'SQL', 'V9__newer.sql', 1, 'app_user', now(), 9, true)",
+    );
+    let out = migrate(&db, &["validate"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let out = migrate(&db, &["--ignore-migration-patterns", "versioned:missing"]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(10), "{text}");
+    assert!(
+        text.contains("V9__newer.sql (version 9)") && text.contains("*:future"),
+        "{text}"
+    );
+    let out = migrate(&db, &["validate", "--ignore-migration-patterns", ""]);
+    assert_eq!(out.status.code(), Some(10), "{}", output_text(&out));
+    for pattern in ["*:future", "9:future", "versioned:*,repeatable:missing"] {
+        let out = migrate(&db, &["--ignore-migration-patterns", pattern]);
+        assert!(out.status.success(), "{pattern}: {}", output_text(&out));
+    }
+}
+
+#[test]
+fn an_ignored_out_of_order_file_is_warned_about_and_not_applied() {
+    let db = Cluster::shared().create_db();
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().to_str().unwrap();
+    std::fs::write(dir.path().join("V1__one.sql"), "create table one (id int);").unwrap();
+    std::fs::write(
+        dir.path().join("V3__three.sql"),
+        "create table three (id int);",
+    )
+    .unwrap();
+    assert!(migrate(&db, &["--location", location]).status.success());
+    std::fs::write(dir.path().join("V2__two.sql"), "create table two (id int);").unwrap();
+
+    let out = migrate(
+        &db,
+        &[
+            "--location",
+            location,
+            "--ignore-migration-patterns",
+            "*:ignored",
+        ],
+    );
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("ignored by the ignore migration patterns") && text.contains("V2__two.sql"),
+        "{text}"
+    );
+    assert_eq!(db.psql("select to_regclass('two') is null"), "t");
+    assert_eq!(history(&db).len(), 2);
+}
+
+#[test]
+fn a_malformed_pattern_is_a_usage_error_naming_it() {
+    let db = Cluster::shared().create_db();
+    for pattern in ["missing", "*:gone", "x1:missing"] {
+        let out = migrate(&db, &["validate", "--ignore-migration-patterns", pattern]);
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(
+            text.contains(&format!("invalid ignore migration pattern {pattern:?}")),
+            "{text}"
+        );
+    }
+}
