@@ -19,6 +19,9 @@ Examples:
   app migrate --baseline-on-migrate    baseline a non-empty schema without history, then migrate
   app migrate --location ./migrations  read SQL files from a directory instead of the binary
   app migrate --out-of-order           also apply a pending version older than the newest applied
+  APP_MIGRATE__PLACEHOLDERS__OWNER=app_owner app migrate
+                                       replace ${owner} in the scripts (and Flyway's built-ins,
+                                       ${flyway:user}, ${flyway:defaultSchema}, ...)
   app migrate validate --ignore-migration-patterns '1:missing,*:future'
                                        accept an applied V1 without a file (warned), as Flyway's
                                        ignoreMigrationPatterns (default *:future)
@@ -150,10 +153,14 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                 dry_run: args.dry_run,
                 out_of_order: args.out_of_order || settings.migrate.out_of_order,
                 ignore_patterns,
+                placeholders: migrate::Placeholders {
+                    replacement: settings.migrate.placeholder_replacement,
+                    custom: settings.migrate.placeholders.clone(),
+                },
             };
             let report = migrate::migrate(&mut conn, &migrations, &opts).await?;
             if opts.dry_run {
-                print_dry_run(&report, &migrations);
+                print_dry_run(&report);
             } else {
                 log_outcome(&report, &migrations);
             }
@@ -304,7 +311,7 @@ fn log_outcome(report: &Report, migrations: &Migrations) {
     }
 }
 
-fn print_dry_run(report: &Report, migrations: &Migrations) {
+fn print_dry_run(report: &Report) {
     println!("-- dry run: nothing below is executed");
     if report.created_history {
         println!(
@@ -321,8 +328,7 @@ fn print_dry_run(report: &Report, migrations: &Migrations) {
             report.schema
         );
     }
-    for &i in &report.plan.pending {
-        let m = &migrations.all()[i];
+    for m in &report.ready {
         let mode = if m.in_transaction(u32::MAX).unwrap_or(true) {
             "in one transaction"
         } else {

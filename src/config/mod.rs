@@ -184,6 +184,16 @@ pub struct MigrateSettings {
         deserialize_with = "list_or_commas"
     )]
     pub ignore_migration_patterns: Vec<String>,
+    /// Replace `${name}` in scripts (Flyway's placeholderReplacement).
+    #[serde(default = "default_true")]
+    pub placeholder_replacement: bool,
+    /// Custom placeholder values, `${name}` -> value (Flyway's placeholders).
+    #[serde(default)]
+    pub placeholders: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_ignore_patterns() -> Vec<String> {
@@ -250,6 +260,8 @@ impl Default for Settings {
                 baseline_version: "1".into(),
                 out_of_order: false,
                 ignore_migration_patterns: default_ignore_patterns(),
+                placeholder_replacement: true,
+                placeholders: BTreeMap::new(),
             },
             loaded_secrets: Vec::new(),
         }

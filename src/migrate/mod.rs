@@ -16,6 +16,7 @@ mod error;
 mod history;
 mod ignore;
 mod lock;
+mod placeholder;
 mod plan;
 mod repair;
 mod script;
@@ -32,6 +33,7 @@ pub(crate) use error::MigrateError;
 pub(crate) use history::{BASELINE_DESCRIPTION, HistoryRow, Kind};
 pub use ignore::IgnorePatterns;
 pub(crate) use lock::flyway_key;
+pub use placeholder::Placeholders;
 pub(crate) use plan::{Line, Plan, State};
 pub(crate) use repair::{RepairOptions, RepairReport, repair};
 pub use script::Migration;
@@ -114,6 +116,8 @@ pub struct MigrateOptions {
     /// Problems (missing, out-of-order, future migrations) that are only warned about
     /// (Flyway's ignoreMigrationPatterns; default `*:future`).
     pub ignore_patterns: IgnorePatterns,
+    /// `${name}` values, and whether to replace them (Flyway's placeholders).
+    pub placeholders: Placeholders,
 }
 
 /// What [`migrate`] did (or, in a dry run, would do).
@@ -129,6 +133,8 @@ pub struct Report {
     pub(crate) plan: Plan,
     /// Applied migrations: index into the migrations and execution time in ms.
     pub applied: Vec<(usize, i32)>,
+    /// The pending migrations, parallel to `plan.pending`, placeholders replaced: what runs.
+    pub(crate) ready: Vec<Migration>,
 }
 
 /// Migrates the schema to the newest (or `target`) version. See the module docs.
@@ -191,6 +197,7 @@ async fn up_to_date(
         baselined: None,
         plan: check(plan)?,
         applied: Vec::new(),
+        ready: Vec::new(),
     }))
 }
 
@@ -202,8 +209,8 @@ async fn migrate_locked(
     server: u32,
 ) -> Result<Report, MigrateError> {
     let mut report = prepare(conn, schema, migrations, opts).await?;
-    for &index in &report.plan.pending {
-        let m = &migrations.all()[index];
+    let ready = std::mem::take(&mut report.ready);
+    for (&index, m) in report.plan.pending.iter().zip(&ready) {
         tracing::info!(
             schema,
             version = %m.version,
@@ -260,12 +267,40 @@ async fn prepare(
         opts.out_of_order,
         &opts.ignore_patterns,
     ))?;
+    // Every pending script is made ready before any runs: an unknown placeholder in the
+    // last one fails before the first is applied.
+    let builtins = builtins(conn, schema).await?;
+    let ready = plan
+        .pending
+        .iter()
+        .map(|&i| migrations.all()[i].with_placeholders(&opts.placeholders, &builtins))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Report {
         schema: schema.to_owned(),
         created_history,
         baselined,
         plan,
         applied: Vec::new(),
+        ready,
+    })
+}
+
+/// The values of Flyway's built-in placeholders for this session.
+async fn builtins(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<placeholder::Builtins, MigrateError> {
+    // language=PostgreSQL
+    let (user, database): (String, String) =
+        sqlx::query_as("select current_user::text, current_database()::text")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(placeholder::Builtins {
+        default_schema: schema.to_owned(),
+        user,
+        database,
+        timestamp: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+        table: history::TABLE.to_owned(),
     })
 }
 

@@ -7,6 +7,7 @@
 
 use super::MigrateError;
 use super::checksum::checksum;
+use super::placeholder::{self, Builtins, Placeholders};
 use super::split::{Statement, split};
 use super::version::Version;
 
@@ -92,6 +93,8 @@ pub struct Migration {
     pub(crate) statements: Vec<Statement>,
     /// Each statement's kind, parallel to `statements`.
     pub(crate) kinds: Vec<Kind>,
+    /// The text as read (BOM dropped), before any placeholder replacement.
+    pub(crate) text: String,
 }
 
 impl Migration {
@@ -111,21 +114,7 @@ impl Migration {
         // Valid UTF-8, checked by `checksum`.
         let text = std::str::from_utf8(bytes).unwrap_or_default();
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let statements = split(text)
-            .map_err(|e| invalid(format!("line {}: unterminated {}", e.line, e.what)))?;
-        let kinds: Vec<Kind> = statements.iter().map(|s| classify(&s.words)).collect();
-        for stmt in &statements {
-            let w = &stmt.words;
-            if w.first().is_some_and(|w| w == "COPY")
-                && w.windows(2).any(|p| p[0] == "FROM" && p[1] == "STDIN")
-            {
-                return Err(invalid(format!(
-                    "line {}: `copy ... from stdin` needs psql's inline data, which a \
-                     migration cannot carry; use `insert ... values` instead",
-                    stmt.line
-                )));
-            }
-        }
+        let (statements, kinds) = statements_of(script, text)?;
         let migration = Migration {
             version,
             description,
@@ -133,8 +122,41 @@ impl Migration {
             checksum,
             statements,
             kinds,
+            text: text.to_owned(),
         };
         // Checked against today's PostgreSQL here, against the real server before running.
+        migration.in_transaction(u32::MAX)?;
+        Ok(migration)
+    }
+
+    /// This migration with its `${placeholders}` replaced, ready to run; the checksum stays
+    /// that of the file (Flyway's, for versioned migrations). An unknown placeholder is
+    /// [`MigrateError::InvalidScript`] naming the line.
+    pub(crate) fn with_placeholders(
+        &self,
+        placeholders: &Placeholders,
+        builtins: &Builtins,
+    ) -> Result<Migration, MigrateError> {
+        let text = placeholder::replace(&self.text, &self.script, placeholders, builtins).map_err(
+            |u| MigrateError::InvalidScript {
+                script: self.script.clone(),
+                reason: format!(
+                    "line {}: no value for placeholder ${{{}}}: set migrate.placeholders.{} \
+                     (APP_MIGRATE__PLACEHOLDERS__{}), or turn replacement off with \
+                     migrate.placeholder_replacement = false",
+                    u.line,
+                    u.name,
+                    u.name,
+                    u.name.to_uppercase()
+                ),
+            },
+        )?;
+        let (statements, kinds) = statements_of(&self.script, &text)?;
+        let migration = Migration {
+            statements,
+            kinds,
+            ..self.clone()
+        };
         migration.in_transaction(u32::MAX)?;
         Ok(migration)
     }
@@ -156,6 +178,30 @@ impl Migration {
             }),
         }
     }
+}
+
+/// Splits and classifies a script's text; refuses what a migration cannot carry.
+fn statements_of(script: &str, text: &str) -> Result<(Vec<Statement>, Vec<Kind>), MigrateError> {
+    let invalid = |reason: String| MigrateError::InvalidScript {
+        script: script.to_owned(),
+        reason,
+    };
+    let statements =
+        split(text).map_err(|e| invalid(format!("line {}: unterminated {}", e.line, e.what)))?;
+    let kinds: Vec<Kind> = statements.iter().map(|s| classify(&s.words)).collect();
+    for stmt in &statements {
+        let w = &stmt.words;
+        if w.first().is_some_and(|w| w == "COPY")
+            && w.windows(2).any(|p| p[0] == "FROM" && p[1] == "STDIN")
+        {
+            return Err(invalid(format!(
+                "line {}: `copy ... from stdin` needs psql's inline data, which a \
+                 migration cannot carry; use `insert ... values` instead",
+                stmt.line
+            )));
+        }
+    }
+    Ok((statements, kinds))
 }
 
 /// Splits `V2_1__add_thing.sql` into version 2.1 and description "add thing".

@@ -1,5 +1,5 @@
 //! Flyway features a migrating team relies on, each against Flyway's documented behaviour:
-//! ignore migration patterns.
+//! ignore migration patterns and placeholders.
 
 use super::*;
 use crate::support::{Cluster, app, output_text};
@@ -138,4 +138,75 @@ fn a_malformed_pattern_is_a_usage_error_naming_it() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn placeholders_are_replaced_the_checksum_is_of_the_file_and_an_unknown_one_is_exit_15() {
+    let db = Cluster::shared().create_db();
+    let dir = fixture("placeholders");
+    let location = dir.to_str().unwrap();
+
+    let out = migrate(&db, &["--location", location]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(15), "{text}");
+    assert!(
+        text.contains("V1__placeholders.sql")
+            && text.contains("line 2")
+            && text.contains("${table_name}"),
+        "file, line and placeholder are named: {text}"
+    );
+    assert_eq!(db.psql("select to_regclass('flyway_schema_history') is null or (select count(*) = 0 from flyway_schema_history)"), "t");
+
+    let with = |value: &str, args: &[&str]| {
+        app()
+            .arg("migrate")
+            .args(["--location", location])
+            .args(args)
+            .envs(db.app_env())
+            .env("APP_MIGRATE__PLACEHOLDERS__TABLE_NAME", value)
+            .output()
+            .unwrap()
+    };
+    let out = with("things", &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        db.psql(
+            "select concat_ws('|', made_by = current_user, in_db = current_database(), \
+             in_schema, history, at ~ '^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$', file, dollars) \
+             from things"
+        ),
+        "t|t|public|flyway_schema_history|t|V1__placeholders.sql| ${ not a placeholder }"
+    );
+    // Flyway's checksum of a versioned migration is of the file as written, before replacement:
+    // another value later does not make the applied migration "changed".
+    let bytes = std::fs::read(dir.join("V1__placeholders.sql")).unwrap();
+    let rows = history(&db);
+    assert!(
+        rows[0].starts_with(&format!(
+            "1|placeholders|SQL|V1__placeholders.sql|{}|t",
+            flyway_checksum(&bytes)
+        )),
+        "{rows:#?}"
+    );
+    let out = with("other_things", &["validate"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+#[test]
+fn without_placeholder_replacement_the_text_runs_as_written() {
+    let db = Cluster::shared().create_db();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("V1__literal.sql"),
+        "create table t (s text default '${kept}');\ninsert into t default values;",
+    )
+    .unwrap();
+    let out = app()
+        .args(["migrate", "--location", dir.path().to_str().unwrap()])
+        .envs(db.app_env())
+        .env("APP_MIGRATE__PLACEHOLDER_REPLACEMENT", "false")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(db.psql("select s from t"), "${kept}");
 }

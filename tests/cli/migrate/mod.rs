@@ -148,5 +148,6 @@ pub fn options(lock_timeout: Duration) -> app::migrate::MigrateOptions {
         dry_run: false,
         out_of_order: false,
         ignore_patterns: Default::default(),
+        placeholders: Default::default(),
     }
 }
