@@ -18,6 +18,8 @@ Examples:
   app migrate baseline --version 1     record an existing schema as version 1 (Flyway's baseline)
   app migrate --baseline-on-migrate    baseline a non-empty schema without history, then migrate
   app migrate --location ./migrations  read SQL files from a directory instead of the binary
+  app migrate --location ./migrations  (with R__views.sql: re-applied after the V files whenever
+                                       it changes, as Flyway's repeatable migrations)
   app migrate --out-of-order           also apply a pending version older than the newest applied
   APP_MIGRATE__PLACEHOLDERS__OWNER=app_owner app migrate
                                        replace ${owner} in the scripts (and Flyway's built-ins,
@@ -135,6 +137,10 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         None => Migrations::embedded()?,
     };
     let lock_timeout = args.lock_timeout.unwrap_or(settings.migrate.lock_timeout);
+    let placeholders = migrate::Placeholders {
+        replacement: settings.migrate.placeholder_replacement,
+        custom: settings.migrate.placeholders.clone(),
+    };
     let ignore_patterns = match &args.ignore_migration_patterns {
         Some(flag) => migrate::IgnorePatterns::parse(&[flag])?,
         None => migrate::IgnorePatterns::parse(&settings.migrate.ignore_migration_patterns)?,
@@ -153,10 +159,7 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                 dry_run: args.dry_run,
                 out_of_order: args.out_of_order || settings.migrate.out_of_order,
                 ignore_patterns,
-                placeholders: migrate::Placeholders {
-                    replacement: settings.migrate.placeholder_replacement,
-                    custom: settings.migrate.placeholders.clone(),
-                },
+                placeholders,
             };
             let report = migrate::migrate(&mut conn, &migrations, &opts).await?;
             if opts.dry_run {
@@ -167,12 +170,19 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         }
         Some(Action::Info { target }) => {
             let target = parse_target(target.or(args.target).as_deref())?;
-            let plan =
-                migrate::info(&mut conn, &migrations, target.as_ref(), &ignore_patterns).await?;
+            let plan = migrate::info(
+                &mut conn,
+                &migrations,
+                target.as_ref(),
+                &ignore_patterns,
+                &placeholders,
+            )
+            .await?;
             print!("{}", render_table(&plan.lines));
         }
         Some(Action::Validate) => {
-            let plan = migrate::validate(&mut conn, &migrations, &ignore_patterns).await?;
+            let plan =
+                migrate::validate(&mut conn, &migrations, &ignore_patterns, &placeholders).await?;
             let pending = plan.pending.len();
             tracing::info!(
                 applied = plan
@@ -290,6 +300,20 @@ fn log_outcome(report: &Report, migrations: &Migrations) {
         .map(|(i, _)| migrations.all()[*i].version.to_string())
         .or_else(|| report.plan.applied.as_ref().map(ToString::to_string));
     let now = now.as_deref().unwrap_or("none");
+    if !report.repeated.is_empty() {
+        tracing::info!(
+            schema = %report.schema,
+            repeatable = report.repeated.len(),
+            "applied {} repeatable migration(s): {}",
+            report.repeated.len(),
+            report
+                .repeated
+                .iter()
+                .map(|(s, _)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if report.applied.is_empty() {
         tracing::info!(
             schema = %report.schema,
@@ -322,22 +346,26 @@ fn print_dry_run(report: &Report) {
     if let Some(v) = &report.baselined {
         println!("-- would record a baseline at version {v}");
     }
-    if report.plan.pending.is_empty() {
+    if report.plan.pending.is_empty() && report.ready_repeatables.is_empty() {
         println!(
             "-- schema \"{}\" is up to date: nothing to apply",
             report.schema
         );
     }
-    for m in &report.ready {
+    for m in report.ready.iter().chain(&report.ready_repeatables) {
         let mode = if m.in_transaction(u32::MAX).unwrap_or(true) {
             "in one transaction"
         } else {
             "outside a transaction, statement by statement"
         };
-        println!(
-            "\n-- version {} - {} ({}), {mode}",
-            m.version, m.description, m.script
-        );
+        if m.repeatable {
+            println!("\n-- repeatable - {} ({}), {mode}", m.description, m.script);
+        } else {
+            println!(
+                "\n-- version {} - {} ({}), {mode}",
+                m.version, m.description, m.script
+            );
+        }
         for stmt in &m.statements {
             println!("{};", stmt.sql);
         }

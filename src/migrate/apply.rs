@@ -29,7 +29,7 @@ pub(super) async fn apply(
 ) -> Result<i32, MigrateError> {
     let started = Instant::now();
     let row = |ms: i32, success: bool| NewRow {
-        version: m.version.as_str(),
+        version: if m.repeatable { "" } else { m.version.as_str() },
         description: &m.description,
         kind: Kind::Sql,
         script: &m.script,

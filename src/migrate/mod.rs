@@ -135,6 +135,10 @@ pub struct Report {
     pub applied: Vec<(usize, i32)>,
     /// The pending migrations, parallel to `plan.pending`, placeholders replaced: what runs.
     pub(crate) ready: Vec<Migration>,
+    /// The repeatable migrations to (re-)apply after them, placeholders replaced.
+    pub(crate) ready_repeatables: Vec<Migration>,
+    /// Repeatable migrations applied: script and execution time in ms.
+    pub repeated: Vec<(String, i32)>,
 }
 
 /// Migrates the schema to the newest (or `target`) version. See the module docs.
@@ -180,14 +184,21 @@ async fn up_to_date(
         return Ok(None);
     }
     let rows = history::read(conn, schema).await?;
-    let plan = plan::plan_with(
+    let mut plan = plan::plan_with(
         migrations,
         &rows,
         opts.target.as_ref(),
         opts.out_of_order,
         &opts.ignore_patterns,
     );
-    if !plan.pending.is_empty() || !plan.failed.is_empty() || !plan.problems.is_empty() {
+    let builtins = builtins(conn, schema).await?;
+    let repeatables = ready_repeatables(migrations, &opts.placeholders, &builtins)?;
+    plan::plan_repeatables(&mut plan, &repeatables, &rows);
+    if !plan.pending.is_empty()
+        || !plan.repeatable_pending.is_empty()
+        || !plan.failed.is_empty()
+        || !plan.problems.is_empty()
+    {
         return Ok(None);
     }
     tracing::debug!(schema, "nothing pending: the migration lock is not needed");
@@ -198,6 +209,8 @@ async fn up_to_date(
         plan: check(plan)?,
         applied: Vec::new(),
         ready: Vec::new(),
+        ready_repeatables: Vec::new(),
+        repeated: Vec::new(),
     }))
 }
 
@@ -222,6 +235,12 @@ async fn migrate_locked(
         let ms = apply::apply(conn, schema, m, m.in_transaction(server)?).await?;
         tracing::info!(version = %m.version, execution_ms = ms, "applied {}", m.script);
         report.applied.push((index, ms));
+    }
+    for m in std::mem::take(&mut report.ready_repeatables) {
+        tracing::info!(schema, script = %m.script, "migrating (repeatable) - {}", m.description);
+        let ms = apply::apply(conn, schema, &m, m.in_transaction(server)?).await?;
+        tracing::info!(execution_ms = ms, "applied {}", m.script);
+        report.repeated.push((m.script.clone(), ms));
     }
     Ok(report)
 }
@@ -260,16 +279,24 @@ async fn prepare(
     {
         rows.push(dry_baseline_row(version));
     }
-    let plan = check(plan::plan_with(
+    let mut plan = plan::plan_with(
         migrations,
         &rows,
         opts.target.as_ref(),
         opts.out_of_order,
         &opts.ignore_patterns,
-    ))?;
+    );
     // Every pending script is made ready before any runs: an unknown placeholder in the
     // last one fails before the first is applied.
     let builtins = builtins(conn, schema).await?;
+    let repeatables = ready_repeatables(migrations, &opts.placeholders, &builtins)?;
+    plan::plan_repeatables(&mut plan, &repeatables, &rows);
+    let plan = check(plan)?;
+    let ready_repeatables = plan
+        .repeatable_pending
+        .iter()
+        .map(|&i| repeatables[i].clone())
+        .collect();
     let ready = plan
         .pending
         .iter()
@@ -282,7 +309,23 @@ async fn prepare(
         plan,
         applied: Vec::new(),
         ready,
+        ready_repeatables,
+        repeated: Vec::new(),
     })
+}
+
+/// The repeatable migrations with placeholders replaced, so with the checksum Flyway gives
+/// them (of the replaced text).
+fn ready_repeatables(
+    migrations: &Migrations,
+    placeholders: &Placeholders,
+    builtins: &placeholder::Builtins,
+) -> Result<Vec<Migration>, MigrateError> {
+    migrations
+        .repeatables()
+        .iter()
+        .map(|r| r.with_placeholders(placeholders, builtins))
+        .collect()
 }
 
 /// The values of Flyway's built-in placeholders for this session.
@@ -337,8 +380,9 @@ pub(crate) async fn validate(
     conn: &mut PgConnection,
     migrations: &Migrations,
     ignore: &IgnorePatterns,
+    placeholders: &Placeholders,
 ) -> Result<Plan, MigrateError> {
-    let plan = info(conn, migrations, None, ignore).await?;
+    let plan = info(conn, migrations, None, ignore, placeholders).await?;
     check(plan)
 }
 
@@ -348,10 +392,15 @@ pub(crate) async fn info(
     migrations: &Migrations,
     target: Option<&Version>,
     ignore: &IgnorePatterns,
+    placeholders: &Placeholders,
 ) -> Result<Plan, MigrateError> {
     let schema = history::current_schema(conn).await?;
     let rows = read_history(conn, &schema).await?;
-    Ok(plan::plan_with(migrations, &rows, target, false, ignore))
+    let mut plan = plan::plan_with(migrations, &rows, target, false, ignore);
+    let builtins = builtins(conn, &schema).await?;
+    let repeatables = ready_repeatables(migrations, placeholders, &builtins)?;
+    plan::plan_repeatables(&mut plan, &repeatables, &rows);
+    Ok(plan)
 }
 
 /// `app migrate baseline`: records that the schema already is at `version`, so migrations

@@ -35,6 +35,8 @@ pub(crate) enum State {
     Ignored,
     /// Applied once, then marked deleted by a `DELETE` row (`app migrate repair`, or Flyway's).
     Deleted,
+    /// A repeatable migration whose file changed since it was applied: it runs again.
+    Outdated,
 }
 
 impl State {
@@ -51,6 +53,7 @@ impl State {
             State::Failed => "failed",
             State::Ignored => "ignored",
             State::Deleted => "deleted",
+            State::Outdated => "outdated",
         }
     }
 }
@@ -97,6 +100,9 @@ pub(crate) struct Plan {
     pub warnings: Vec<String>,
     /// The newest successfully applied version (a baseline counts), if any.
     pub applied: Option<Version>,
+    /// Repeatable migrations to (re-)apply after the versioned ones: indexes into the
+    /// repeatables given to [`plan_repeatables`].
+    pub repeatable_pending: Vec<usize>,
 }
 
 /// Builds the plan. `history` is in `installed_rank` order; `target` limits what is pending.
@@ -260,12 +266,55 @@ pub(super) fn plan_with(
         };
         out.lines.push(line_of(row, state, None));
     }
-    out.lines.sort_by(|a, b| {
+    sort_lines(&mut out.lines);
+    out
+}
+
+/// Versions in order, repeatable migrations (no version) after them, as Flyway's `info`.
+fn sort_lines(lines: &mut [Line]) {
+    lines.sort_by(|a, b| {
         let va = Version::parse(&a.version).ok();
         let vb = Version::parse(&b.version).ok();
-        va.cmp(&vb)
+        (a.version.is_empty(), va).cmp(&(b.version.is_empty(), vb))
     });
-    out
+}
+
+/// Adds Flyway's repeatable migrations to `plan`: one never applied is pending, one whose
+/// latest successful row has another checksum is outdated (both run again, after every
+/// versioned migration), one with the same checksum is applied. `repeatables` carry their
+/// effective checksum (placeholders replaced); rows are matched by description, as Flyway
+/// does. A repeatable row with no file is shown as missing, and tolerated as before.
+pub(super) fn plan_repeatables(plan: &mut Plan, repeatables: &[Migration], history: &[HistoryRow]) {
+    let mut latest: BTreeMap<&str, &HistoryRow> = BTreeMap::new();
+    for row in history {
+        if row.version.is_none() && row.kind == Kind::Sql && row.success {
+            latest.insert(row.description.as_str(), row);
+        }
+    }
+    for (index, r) in repeatables.iter().enumerate() {
+        let row = latest.remove(r.description.as_str());
+        let state = match row {
+            None => State::Pending,
+            Some(row) if row.checksum == Some(r.checksum) => State::Applied,
+            Some(_) => State::Outdated,
+        };
+        if state != State::Applied {
+            plan.repeatable_pending.push(index);
+        }
+        plan.lines.push(Line {
+            version: String::new(),
+            description: r.description.clone(),
+            kind: Kind::Sql,
+            script: r.script.clone(),
+            installed_on: row.map(|row| row.installed_on),
+            state,
+            checksum_ok: None,
+        });
+    }
+    for row in latest.into_values() {
+        plan.lines.push(line_of(row, State::Missing, None));
+    }
+    sort_lines(&mut plan.lines);
 }
 
 /// Compares an applied row with its file; records mismatches.
@@ -358,6 +407,40 @@ mod tests {
             installed_on: NaiveDateTime::default(),
             success,
         }
+    }
+
+    #[test]
+    fn repeatables_are_pending_applied_or_outdated_by_checksum() {
+        let m = migrations(&["V1__a.sql", "R__new.sql", "R__same.sql", "R__changed.sql"]);
+        let r = m.repeatables();
+        let rep = |rank, m: &Migration, checksum| HistoryRow {
+            version: None,
+            checksum: Some(checksum),
+            ..row(rank, "x", Kind::Sql, Some(m), true)
+        };
+        let history = [
+            row(1, "1", Kind::Sql, Some(&m.all()[0]), true),
+            rep(2, &r[2], r[2].checksum),
+            rep(3, &r[0], 1),
+            rep(4, &r[0], 2),
+        ];
+        let mut p = plan(&m, &history, None);
+        plan_repeatables(&mut p, r, &history);
+        let states: Vec<(&str, State)> = p
+            .lines
+            .iter()
+            .map(|l| (l.description.as_str(), l.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("a", State::Applied),
+                ("changed", State::Outdated),
+                ("new", State::Pending),
+                ("same", State::Applied)
+            ]
+        );
+        assert_eq!(p.repeatable_pending, [0, 1]);
     }
 
     #[test]

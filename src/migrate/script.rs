@@ -95,6 +95,9 @@ pub struct Migration {
     pub(crate) kinds: Vec<Kind>,
     /// The text as read (BOM dropped), before any placeholder replacement.
     pub(crate) text: String,
+    /// `R__name.sql`: no version (the `version` field is 0 and unused), re-applied whenever
+    /// its checksum changes, after every versioned migration.
+    pub(crate) repeatable: bool,
 }
 
 impl Migration {
@@ -104,7 +107,24 @@ impl Migration {
             script: script.to_owned(),
             reason,
         };
-        let (version, description) = parse_name(script).map_err(invalid)?;
+        let repeatable = script.starts_with("R__");
+        let (version, description) = if repeatable {
+            let Some(description) = script
+                .strip_prefix("R__")
+                .and_then(|rest| rest.strip_suffix(".sql"))
+                .filter(|d| !d.is_empty())
+            else {
+                return Err(invalid(
+                    "a repeatable migration file name must look like R__<description>.sql".into(),
+                ));
+            };
+            (
+                Version::parse("0").map_err(invalid)?,
+                description.replace('_', " "),
+            )
+        } else {
+            parse_name(script).map_err(invalid)?
+        };
         let checksum = checksum(bytes).map_err(|e| {
             invalid(format!(
                 "not valid UTF-8 (first bad byte at offset {})",
@@ -123,6 +143,7 @@ impl Migration {
             statements,
             kinds,
             text: text.to_owned(),
+            repeatable,
         };
         // Checked against today's PostgreSQL here, against the real server before running.
         migration.in_transaction(u32::MAX)?;
@@ -152,9 +173,17 @@ impl Migration {
             },
         )?;
         let (statements, kinds) = statements_of(&self.script, &text)?;
+        // Flyway folds the replaced text into a repeatable migration's checksum only, so a
+        // changed value re-applies it.
+        let checksum = if self.repeatable && placeholders.replacement {
+            checksum(text.as_bytes()).unwrap_or(self.checksum)
+        } else {
+            self.checksum
+        };
         let migration = Migration {
             statements,
             kinds,
+            checksum,
             ..self.clone()
         };
         migration.in_transaction(u32::MAX)?;
@@ -209,9 +238,6 @@ pub(super) fn parse_name(script: &str) -> Result<(Version, String), String> {
     let Some(stem) = script.strip_suffix(".sql") else {
         return Err("a migration file name must end in .sql".into());
     };
-    if stem.starts_with('R') && stem.contains("__") {
-        return Err("repeatable (R__) migrations are not supported; use a versioned V file".into());
-    }
     let Some(rest) = stem.strip_prefix('V') else {
         return Err(
             "a migration file name must look like V<version>__<description>.sql \
@@ -249,6 +275,13 @@ mod tests {
         assert!(parse_name("V2_create.sql").is_err());
         assert!(parse_name("V2__x.txt").is_err());
         assert!(parse_name("R__views.sql").is_err());
+        let r = Migration::parse(
+            "R__user_views.sql",
+            b"create or replace view v as select 1;",
+        )
+        .unwrap();
+        assert!(r.repeatable && r.description == "user views");
+        assert!(Migration::parse("R__.sql", b"select 1;").is_err());
         assert!(parse_name("U2__undo.sql").is_err());
         assert!(parse_name("Vx__bad.sql").is_err());
     }

@@ -18,6 +18,8 @@ struct Embedded;
 #[derive(Debug, Clone)]
 pub struct Migrations {
     list: Vec<Migration>,
+    /// `R__` migrations, by description (the order Flyway applies them in).
+    repeatables: Vec<Migration>,
 }
 
 impl Migrations {
@@ -54,6 +56,7 @@ impl Migrations {
     /// column always holds a plain file name as Flyway writes it.
     pub fn from_files(files: Vec<(String, Vec<u8>)>) -> Result<Migrations, MigrateError> {
         let mut list = Vec::with_capacity(files.len());
+        let mut repeatables: Vec<Migration> = Vec::new();
         for (name, bytes) in files {
             if name.contains('/') {
                 return Err(MigrateError::InvalidScript {
@@ -61,7 +64,25 @@ impl Migrations {
                     reason: "migrations must sit directly in the migrations directory".into(),
                 });
             }
-            list.push(Migration::parse(&name, &bytes)?);
+            let m = Migration::parse(&name, &bytes)?;
+            if m.repeatable {
+                repeatables.push(m);
+            } else {
+                list.push(m);
+            }
+        }
+        repeatables.sort_by(|a, b| a.description.cmp(&b.description));
+        for pair in repeatables.windows(2) {
+            if pair[0].description == pair[1].description {
+                return Err(MigrateError::InvalidScript {
+                    script: pair[1].script.clone(),
+                    reason: format!(
+                        "its description is that of {} too; repeatable migrations are told \
+                         apart by description",
+                        pair[0].script
+                    ),
+                });
+            }
         }
         list.sort_by(|a, b| a.version.cmp(&b.version));
         for pair in list.windows(2) {
@@ -73,12 +94,17 @@ impl Migrations {
                 });
             }
         }
-        Ok(Migrations { list })
+        Ok(Migrations { list, repeatables })
     }
 
     /// All migrations, oldest first.
     pub(crate) fn all(&self) -> &[Migration] {
         &self.list
+    }
+
+    /// The repeatable (`R__`) migrations, in the order they are applied.
+    pub(crate) fn repeatables(&self) -> &[Migration] {
+        &self.repeatables
     }
 
     /// The newest migration, if there is any.

@@ -1,5 +1,5 @@
 //! Flyway features a migrating team relies on, each against Flyway's documented behaviour:
-//! ignore migration patterns and placeholders.
+//! ignore migration patterns, placeholders and repeatable migrations.
 
 use super::*;
 use crate::support::{Cluster, app, output_text};
@@ -209,4 +209,94 @@ fn without_placeholder_replacement_the_text_runs_as_written() {
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(db.psql("select s from t"), "${kept}");
+}
+
+/// `info`'s state for the repeatable migration described as `description`.
+fn info_state(db: &TestDb<'_>, location: &str, description: &str) -> String {
+    let out = migrate(db, &["--location", location, "info"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .find(|cells| cells.len() > 5 && cells[1].is_empty() && cells[2] == description)
+        .map(|cells| cells[5].to_owned())
+        .unwrap_or_else(|| panic!("{description} not in info: {text}"))
+}
+
+#[test]
+fn repeatables_run_after_the_versioned_ones_and_again_when_their_checksum_changes() {
+    let db = Cluster::shared().create_db();
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("repeatable")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let location = dir.path().to_str().unwrap();
+    assert_eq!(info_state(&db, location, "item views"), "pending");
+
+    let out = migrate(&db, &["--location", location]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    // Flyway's rows: null version, type SQL, in description order after the versioned ones;
+    // the checksum of a repeatable is of its text with placeholders replaced.
+    let rows = |db: &TestDb<'_>| -> Vec<String> {
+        db.psql(
+            "select concat_ws('|', coalesce(version, 'null'), description, type, script, \
+             checksum, success) from flyway_schema_history order by installed_rank",
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    };
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    let function = String::from_utf8(read("R__a_function.sql"))
+        .unwrap()
+        .replace("${flyway:defaultSchema}", "public");
+    let first = rows(&db);
+    assert_eq!(first.len(), 3, "{first:#?}");
+    assert!(first[0].starts_with("1|create items|SQL|V1__create_items.sql|"));
+    assert_eq!(
+        first[1],
+        format!(
+            "null|a function|SQL|R__a_function.sql|{}|t",
+            flyway_checksum(function.as_bytes())
+        )
+    );
+    assert_eq!(
+        first[2],
+        format!(
+            "null|item views|SQL|R__item_views.sql|{}|t",
+            flyway_checksum(&read("R__item_views.sql"))
+        )
+    );
+    assert_eq!(db.psql("select item_count()"), "1");
+    assert_eq!(info_state(&db, location, "item views"), "applied");
+
+    // Unchanged: nothing runs again.
+    let out = migrate(&db, &["--location", location]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(rows(&db).len(), 3);
+
+    // Changed: outdated, re-applied with a new row; the old row stays, validate passes.
+    std::fs::write(
+        dir.path().join("R__item_views.sql"),
+        "create or replace view item_names as select name, id from items;\n",
+    )
+    .unwrap();
+    assert_eq!(info_state(&db, location, "item views"), "outdated");
+    let out = migrate(&db, &["--location", location]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("applied 1 repeatable migration(s): R__item_views.sql"),
+        "{text}"
+    );
+    let after = rows(&db);
+    assert_eq!(after.len(), 4, "{after:#?}");
+    assert!(after[3].starts_with("null|item views|SQL|R__item_views.sql|"));
+    assert_eq!(db.psql("select count(*) from item_names where id = 1"), "1");
+    assert_eq!(info_state(&db, location, "item views"), "applied");
+    assert!(
+        migrate(&db, &["--location", location, "validate"])
+            .status
+            .success()
+    );
 }
