@@ -20,6 +20,8 @@ Examples:
   app migrate --location ./migrations  read SQL files from a directory instead of the binary
   app migrate --location ./migrations  (with R__views.sql: re-applied after the V files whenever
                                        it changes, as Flyway's repeatable migrations)
+  app migrate --location ./migrations  (with beforeMigrate.sql, afterEachMigrate.sql, ...: Flyway's
+                                       SQL callbacks, run around the migrations, no history row)
   app migrate --out-of-order           also apply a pending version older than the newest applied
   APP_MIGRATE__PLACEHOLDERS__OWNER=app_owner app migrate
                                        replace ${owner} in the scripts (and Flyway's built-ins,

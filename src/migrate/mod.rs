@@ -10,6 +10,7 @@
 //! PostgreSQL releases it with the connection.
 
 mod apply;
+mod callback;
 mod catalog;
 mod checksum;
 mod error;
@@ -156,13 +157,17 @@ pub async fn migrate(
     if opts.dry_run {
         return prepare(conn, &schema, migrations, opts).await;
     }
-    if let Some(report) = up_to_date(conn, &schema, migrations, opts).await? {
+    // With callbacks, every run takes the lock: Flyway runs beforeMigrate and afterMigrate on
+    // each migrate, pending work or not.
+    if migrations.callbacks().is_empty()
+        && let Some(report) = up_to_date(conn, &schema, migrations, opts).await?
+    {
         return Ok(report);
     }
     let key = flyway_key(&history::qualified(&schema));
     tracing::debug!(schema, key, "taking the migration lock");
     let lock = lock::Lock::acquire(conn, key, opts.lock_timeout).await?;
-    let result = migrate_locked(conn, &schema, migrations, opts, server).await;
+    let result = with_callbacks(conn, &schema, migrations, opts, server).await;
     if let Err(e) = lock.release(conn).await {
         // The session is gone with its lock, or will be when this process exits.
         tracing::warn!(error = %e, "could not release the migration lock explicitly");
@@ -214,14 +219,47 @@ async fn up_to_date(
     }))
 }
 
-async fn migrate_locked(
+/// Prepares (history created, validated), then applies between the `beforeMigrate` and
+/// `afterMigrate` (or, on failure, `afterMigrateError`) SQL callbacks, in Flyway's order: a
+/// validation failure happens before any callback runs.
+async fn with_callbacks(
     conn: &mut PgConnection,
     schema: &str,
     migrations: &Migrations,
     opts: &MigrateOptions,
     server: u32,
 ) -> Result<Report, MigrateError> {
-    let mut report = prepare(conn, schema, migrations, opts).await?;
+    let report = prepare(conn, schema, migrations, opts).await?;
+    if migrations.callbacks().is_empty() {
+        return migrate_prepared(conn, schema, report, server, &Default::default()).await;
+    }
+    let builtins = builtins(conn, schema).await?;
+    let callbacks = migrations
+        .callbacks()
+        .ready(&opts.placeholders, &builtins)?;
+    let result = async {
+        apply::run_callbacks(conn, &callbacks.before_migrate).await?;
+        let report = migrate_prepared(conn, schema, report, server, &callbacks).await?;
+        apply::run_callbacks(conn, &callbacks.after_migrate).await?;
+        Ok(report)
+    }
+    .await;
+    if result.is_err()
+        && let Err(e) = apply::run_callbacks(conn, &callbacks.after_migrate_error).await
+    {
+        tracing::warn!(error = %e, "the afterMigrateError callback failed too");
+    }
+    result
+}
+
+/// Applies what `report` (from [`prepare`]) has ready: versioned, then repeatable.
+async fn migrate_prepared(
+    conn: &mut PgConnection,
+    schema: &str,
+    mut report: Report,
+    server: u32,
+    callbacks: &callback::Callbacks,
+) -> Result<Report, MigrateError> {
     let ready = std::mem::take(&mut report.ready);
     for (&index, m) in report.plan.pending.iter().zip(&ready) {
         tracing::info!(
@@ -232,13 +270,13 @@ async fn migrate_locked(
             m.version,
             m.description
         );
-        let ms = apply::apply(conn, schema, m, m.in_transaction(server)?).await?;
+        let ms = apply::apply(conn, schema, m, m.in_transaction(server)?, callbacks).await?;
         tracing::info!(version = %m.version, execution_ms = ms, "applied {}", m.script);
         report.applied.push((index, ms));
     }
     for m in std::mem::take(&mut report.ready_repeatables) {
         tracing::info!(schema, script = %m.script, "migrating (repeatable) - {}", m.description);
-        let ms = apply::apply(conn, schema, &m, m.in_transaction(server)?).await?;
+        let ms = apply::apply(conn, schema, &m, m.in_transaction(server)?, callbacks).await?;
         tracing::info!(execution_ms = ms, "applied {}", m.script);
         report.repeated.push((m.script.clone(), ms));
     }

@@ -108,7 +108,11 @@ impl Migration {
             reason,
         };
         let repeatable = script.starts_with("R__");
-        let (version, description) = if repeatable {
+        let (version, description) = if super::callback::Event::of_file(script).is_some() {
+            // A callback: no version, no history row; named by its file.
+            let stem = script.strip_suffix(".sql").unwrap_or(script);
+            (Version::parse("0").map_err(invalid)?, stem.to_owned())
+        } else if repeatable {
             let Some(description) = script
                 .strip_prefix("R__")
                 .and_then(|rest| rest.strip_suffix(".sql"))

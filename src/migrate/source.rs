@@ -6,6 +6,7 @@ use std::path::Path;
 use rust_embed::RustEmbed;
 
 use super::MigrateError;
+use super::callback::{Callbacks, Event};
 use super::script::Migration;
 
 /// The SQL files of `migrations/`, embedded at compile time.
@@ -20,6 +21,8 @@ pub struct Migrations {
     list: Vec<Migration>,
     /// `R__` migrations, by description (the order Flyway applies them in).
     repeatables: Vec<Migration>,
+    /// SQL callbacks (`beforeMigrate.sql`, ...).
+    callbacks: Callbacks,
 }
 
 impl Migrations {
@@ -57,6 +60,7 @@ impl Migrations {
     pub fn from_files(files: Vec<(String, Vec<u8>)>) -> Result<Migrations, MigrateError> {
         let mut list = Vec::with_capacity(files.len());
         let mut repeatables: Vec<Migration> = Vec::new();
+        let mut callbacks = Callbacks::default();
         for (name, bytes) in files {
             if name.contains('/') {
                 return Err(MigrateError::InvalidScript {
@@ -65,7 +69,9 @@ impl Migrations {
                 });
             }
             let m = Migration::parse(&name, &bytes)?;
-            if m.repeatable {
+            if let Some(event) = Event::of_file(&name) {
+                callbacks.push(event, m);
+            } else if m.repeatable {
                 repeatables.push(m);
             } else {
                 list.push(m);
@@ -94,7 +100,11 @@ impl Migrations {
                 });
             }
         }
-        Ok(Migrations { list, repeatables })
+        Ok(Migrations {
+            list,
+            repeatables,
+            callbacks,
+        })
     }
 
     /// All migrations, oldest first.
@@ -105,6 +115,11 @@ impl Migrations {
     /// The repeatable (`R__`) migrations, in the order they are applied.
     pub(crate) fn repeatables(&self) -> &[Migration] {
         &self.repeatables
+    }
+
+    /// The SQL callbacks.
+    pub(crate) fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
     }
 
     /// The newest migration, if there is any.

@@ -1,5 +1,5 @@
 //! Flyway features a migrating team relies on, each against Flyway's documented behaviour:
-//! ignore migration patterns, placeholders and repeatable migrations.
+//! ignore migration patterns, placeholders, repeatable migrations and SQL callbacks.
 
 use super::*;
 use crate::support::{Cluster, app, output_text};
@@ -299,4 +299,48 @@ fn repeatables_run_after_the_versioned_ones_and_again_when_their_checksum_change
             .status
             .success()
     );
+}
+
+#[test]
+fn sql_callbacks_run_when_flyway_runs_them_and_write_no_history() {
+    let db = Cluster::shared().create_db();
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("callbacks")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let location = dir.path().to_str().unwrap();
+    let log = |db: &TestDb<'_>| -> Vec<String> {
+        db.psql("select event from callback_log order by n")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let out = migrate(&db, &["--location", location]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        log(&db),
+        [
+            "beforeMigrate",
+            "beforeEach",
+            "afterEach afterEachMigrate.sql",
+            "beforeEach",
+            "afterEach afterEachMigrate.sql",
+            "afterMigrate"
+        ]
+    );
+    let rows = history(&db);
+    assert_eq!(rows.len(), 2, "callbacks get no history row: {rows:#?}");
+
+    // Nothing pending: beforeMigrate and afterMigrate still run, as in Flyway.
+    assert!(migrate(&db, &["--location", location]).status.success());
+    assert_eq!(log(&db)[6..], ["beforeMigrate", "afterMigrate"]);
+
+    // A failing migration: rolled back with its beforeEach; afterMigrateError runs.
+    std::fs::write(dir.path().join("V3__broken.sql"), "select nope;\n").unwrap();
+    let out = migrate(&db, &["--location", location]);
+    assert_eq!(out.status.code(), Some(11), "{}", output_text(&out));
+    assert_eq!(log(&db)[8..], ["beforeMigrate", "afterMigrateError"]);
+    assert_eq!(history(&db).len(), 2);
 }
