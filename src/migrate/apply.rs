@@ -54,9 +54,7 @@ pub(super) async fn run_callbacks(
 }
 
 /// The statements of `scripts` (callbacks), in order, with the script each belongs to.
-fn statements_of<'a>(
-    scripts: &'a [Migration],
-) -> impl Iterator<Item = (&'a Migration, &'a Statement)> {
+fn statements_of(scripts: &[Migration]) -> impl Iterator<Item = (&Migration, &Statement)> {
     scripts
         .iter()
         .flat_map(|cb| cb.statements.iter().map(move |s| (cb, s)))
