@@ -42,8 +42,9 @@ Many replicas may run `app migrate` at once: they share Flyway's advisory lock (
 Flyway itself), wait for it at most --lock-timeout (migrate.lock_timeout, default 2m), and
 each migration is applied exactly once, with its flyway_schema_history row, in one
 transaction. Exit codes: 10 validation, 11 a migration failed (rolled back), 12 lock timeout,
-14 a failed migration in the history, 15 an unusable migration file, 16 the live schema
-differs from what the migrations build (adoption refused).";
+14 a failed migration in the history, 15 an unusable migration file (or an unknown
+${placeholder}), 16 the live schema differs from what the migrations build (adoption
+refused).";
 
 /// Options of `app migrate`.
 #[derive(Debug, clap::Args)]

@@ -196,9 +196,12 @@ async fn up_to_date(
         opts.out_of_order,
         &opts.ignore_patterns,
     );
-    let builtins = builtins(conn, schema).await?;
-    let repeatables = ready_repeatables(migrations, &opts.placeholders, &builtins)?;
-    plan::plan_repeatables(&mut plan, &repeatables, &rows);
+    // Every replica passes here: no extra query unless there are repeatables to check.
+    if !migrations.repeatables().is_empty() {
+        let builtins = builtins(conn, schema).await?;
+        let repeatables = ready_repeatables(migrations, &opts.placeholders, &builtins)?;
+        plan::plan_repeatables(&mut plan, &repeatables, &rows);
+    }
     if !plan.pending.is_empty()
         || !plan.repeatable_pending.is_empty()
         || !plan.failed.is_empty()
