@@ -173,7 +173,9 @@ impl From<&MigrateError> for ExitCode {
             | MigrateError::DuplicateVersion { .. }
             | MigrateError::MixedScript { .. }
             | MigrateError::Location { .. } => ExitCode::MigrationInvalid,
-            MigrateError::BadVersion { .. } => ExitCode::Usage,
+            MigrateError::BadVersion { .. } | MigrateError::BadIgnorePattern { .. } => {
+                ExitCode::Usage
+            }
             MigrateError::Validation { .. }
             | MigrateError::NonEmptySchema { .. }
             | MigrateError::BaselineRefused { .. } => ExitCode::MigrationValidation,

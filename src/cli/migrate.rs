@@ -18,7 +18,17 @@ Examples:
   app migrate baseline --version 1     record an existing schema as version 1 (Flyway's baseline)
   app migrate --baseline-on-migrate    baseline a non-empty schema without history, then migrate
   app migrate --location ./migrations  read SQL files from a directory instead of the binary
+  app migrate --location ./migrations  (with R__views.sql: re-applied after the V files whenever
+                                       it changes, as Flyway's repeatable migrations)
+  app migrate --location ./migrations  (with beforeMigrate.sql, afterEachMigrate.sql, ...: Flyway's
+                                       SQL callbacks, run around the migrations, no history row)
   app migrate --out-of-order           also apply a pending version older than the newest applied
+  APP_MIGRATE__PLACEHOLDERS__OWNER=app_owner app migrate
+                                       replace ${owner} in the scripts (and Flyway's built-ins,
+                                       ${flyway:user}, ${flyway:defaultSchema}, ...)
+  app migrate validate --ignore-migration-patterns '1:missing,*:future'
+                                       accept an applied V1 without a file (warned), as Flyway's
+                                       ignoreMigrationPatterns (default *:future)
   app migrate repair --dry-run         print what repair would change, change nothing
   app migrate repair                   remove failed rows, realign checksums (after proving the
                                        schema), mark migrations without a file as deleted
@@ -32,8 +42,9 @@ Many replicas may run `app migrate` at once: they share Flyway's advisory lock (
 Flyway itself), wait for it at most --lock-timeout (migrate.lock_timeout, default 2m), and
 each migration is applied exactly once, with its flyway_schema_history row, in one
 transaction. Exit codes: 10 validation, 11 a migration failed (rolled back), 12 lock timeout,
-14 a failed migration in the history, 15 an unusable migration file, 16 the live schema
-differs from what the migrations build (adoption refused).";
+14 a failed migration in the history, 15 an unusable migration file (or an unknown
+${placeholder}), 16 the live schema differs from what the migrations build (adoption
+refused).";
 
 /// Options of `app migrate`.
 #[derive(Debug, clap::Args)]
@@ -67,6 +78,13 @@ pub(crate) struct Args {
     /// (Flyway's outOfOrder; also migrate.out_of_order).
     #[arg(long)]
     pub out_of_order: bool,
+
+    /// Flyway's ignoreMigrationPatterns, comma-separated `type:status` (type `*`,
+    /// `versioned`, `repeatable` or a version; status `missing`, `pending`, `ignored`,
+    /// `future` or `*`): matching problems are warnings. Replaces
+    /// migrate.ignore_migration_patterns (default `*:future`); `""` ignores nothing.
+    #[arg(long, value_name = "PATTERNS", global = true)]
+    pub ignore_migration_patterns: Option<String>,
 }
 
 /// The subcommands of `app migrate`.
@@ -122,6 +140,14 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         None => Migrations::embedded()?,
     };
     let lock_timeout = args.lock_timeout.unwrap_or(settings.migrate.lock_timeout);
+    let placeholders = migrate::Placeholders {
+        replacement: settings.migrate.placeholder_replacement,
+        custom: settings.migrate.placeholders.clone(),
+    };
+    let ignore_patterns = match &args.ignore_migration_patterns {
+        Some(flag) => migrate::IgnorePatterns::parse(&[flag])?,
+        None => migrate::IgnorePatterns::parse(&settings.migrate.ignore_migration_patterns)?,
+    };
     let mut conn = crate::db::connect(&settings.database).await?;
     match args.action {
         None => {
@@ -135,21 +161,31 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                     .context("migrate.baseline_version")?,
                 dry_run: args.dry_run,
                 out_of_order: args.out_of_order || settings.migrate.out_of_order,
+                ignore_patterns,
+                placeholders,
             };
             let report = migrate::migrate(&mut conn, &migrations, &opts).await?;
             if opts.dry_run {
-                print_dry_run(&report, &migrations);
+                print_dry_run(&report);
             } else {
                 log_outcome(&report, &migrations);
             }
         }
         Some(Action::Info { target }) => {
             let target = parse_target(target.or(args.target).as_deref())?;
-            let plan = migrate::info(&mut conn, &migrations, target.as_ref()).await?;
+            let plan = migrate::info(
+                &mut conn,
+                &migrations,
+                target.as_ref(),
+                &ignore_patterns,
+                &placeholders,
+            )
+            .await?;
             print!("{}", render_table(&plan.lines));
         }
         Some(Action::Validate) => {
-            let plan = migrate::validate(&mut conn, &migrations).await?;
+            let plan =
+                migrate::validate(&mut conn, &migrations, &ignore_patterns, &placeholders).await?;
             let pending = plan.pending.len();
             tracing::info!(
                 applied = plan
@@ -267,6 +303,20 @@ fn log_outcome(report: &Report, migrations: &Migrations) {
         .map(|(i, _)| migrations.all()[*i].version.to_string())
         .or_else(|| report.plan.applied.as_ref().map(ToString::to_string));
     let now = now.as_deref().unwrap_or("none");
+    if !report.repeated.is_empty() {
+        tracing::info!(
+            schema = %report.schema,
+            repeatable = report.repeated.len(),
+            "applied {} repeatable migration(s): {}",
+            report.repeated.len(),
+            report
+                .repeated
+                .iter()
+                .map(|(s, _)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if report.applied.is_empty() {
         tracing::info!(
             schema = %report.schema,
@@ -288,7 +338,7 @@ fn log_outcome(report: &Report, migrations: &Migrations) {
     }
 }
 
-fn print_dry_run(report: &Report, migrations: &Migrations) {
+fn print_dry_run(report: &Report) {
     println!("-- dry run: nothing below is executed");
     if report.created_history {
         println!(
@@ -299,23 +349,26 @@ fn print_dry_run(report: &Report, migrations: &Migrations) {
     if let Some(v) = &report.baselined {
         println!("-- would record a baseline at version {v}");
     }
-    if report.plan.pending.is_empty() {
+    if report.plan.pending.is_empty() && report.ready_repeatables.is_empty() {
         println!(
             "-- schema \"{}\" is up to date: nothing to apply",
             report.schema
         );
     }
-    for &i in &report.plan.pending {
-        let m = &migrations.all()[i];
+    for m in report.ready.iter().chain(&report.ready_repeatables) {
         let mode = if m.in_transaction(u32::MAX).unwrap_or(true) {
             "in one transaction"
         } else {
             "outside a transaction, statement by statement"
         };
-        println!(
-            "\n-- version {} - {} ({}), {mode}",
-            m.version, m.description, m.script
-        );
+        if m.repeatable {
+            println!("\n-- repeatable - {} ({}), {mode}", m.description, m.script);
+        } else {
+            println!(
+                "\n-- version {} - {} ({}), {mode}",
+                m.version, m.description, m.script
+            );
+        }
         for stmt in &m.statements {
             println!("{};", stmt.sql);
         }

@@ -250,6 +250,46 @@ pub struct MigrateSettings {
     /// (Flyway's outOfOrder).
     #[serde(default)]
     pub out_of_order: bool,
+    /// Flyway's ignoreMigrationPatterns (`*:future`, `versioned:missing`, `1:missing`): a
+    /// list, or one comma-separated string as Flyway's environment variable takes it.
+    #[serde(
+        default = "default_ignore_patterns",
+        deserialize_with = "list_or_commas"
+    )]
+    pub ignore_migration_patterns: Vec<String>,
+    /// Replace `${name}` in scripts (Flyway's placeholderReplacement).
+    #[serde(default = "default_true")]
+    pub placeholder_replacement: bool,
+    /// Custom placeholder values, `${name}` -> value (Flyway's placeholders).
+    #[serde(default)]
+    pub placeholders: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_ignore_patterns() -> Vec<String> {
+    vec![crate::migrate::IgnorePatterns::DEFAULT.to_owned()]
+}
+
+/// A list of strings, or one string split on commas (what an environment variable holds).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(list) => list,
+        Raw::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 impl Default for Settings {
@@ -295,6 +335,9 @@ impl Default for Settings {
                 baseline_on_migrate: false,
                 baseline_version: "1".into(),
                 out_of_order: false,
+                ignore_migration_patterns: default_ignore_patterns(),
+                placeholder_replacement: true,
+                placeholders: BTreeMap::new(),
             },
             loaded_secrets: Vec::new(),
         }

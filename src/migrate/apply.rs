@@ -7,6 +7,7 @@ use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::MigrateError;
+use super::callback::Callbacks;
 use super::error::SqlFailure;
 use super::history::{self, Kind, NewRow};
 use super::script::Migration;
@@ -20,16 +21,63 @@ const HALF_DONE: &str = "the migration ran outside a transaction, so the stateme
     the failing one took effect (and a failed `concurrently` statement leaves an INVALID \
     index); a failed row now blocks further migrations until you clean up and delete it";
 
-/// Applies `m` and records it; returns the execution time in milliseconds.
+/// What the database was left with after a callback (`beforeMigrate.sql`, ...) failed.
+const CALLBACK_FAILED: &str = "a callback failed; it ran in a transaction of its own, which \
+    was rolled back (unless its statements cannot run in one)";
+
+/// Runs callback scripts (`beforeMigrate.sql`, ...) in name order, each in a transaction of
+/// its own when its statements allow one. No history row is written.
+pub(super) async fn run_callbacks(
+    conn: &mut PgConnection,
+    scripts: &[Migration],
+) -> Result<(), MigrateError> {
+    for cb in scripts {
+        tracing::info!(callback = %cb.script, "executing SQL callback {}", cb.description);
+        if cb.in_transaction(u32::MAX).unwrap_or(false) {
+            let mut tx = conn.begin().await?;
+            for stmt in &cb.statements {
+                if let Err(e) = execute(&mut tx, stmt).await {
+                    let _ = tx.rollback().await;
+                    return Err(failure(cb, stmt, e, CALLBACK_FAILED));
+                }
+            }
+            tx.commit().await?;
+        } else {
+            for stmt in &cb.statements {
+                execute(conn, stmt)
+                    .await
+                    .map_err(|e| failure(cb, stmt, e, CALLBACK_FAILED))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The statements of `scripts` (callbacks), in order, with the script each belongs to.
+fn statements_of(scripts: &[Migration]) -> impl Iterator<Item = (&Migration, &Statement)> {
+    scripts
+        .iter()
+        .flat_map(|cb| cb.statements.iter().map(move |s| (cb, s)))
+}
+
+/// Applies `m` and records it; returns the execution time in milliseconds. The
+/// `beforeEachMigrate` and `afterEachMigrate` callbacks of `each` run around it, inside its
+/// transaction when it has one.
 pub(super) async fn apply(
     conn: &mut PgConnection,
     schema: &str,
     m: &Migration,
     in_transaction: bool,
+    each: &Callbacks,
 ) -> Result<i32, MigrateError> {
+    let steps = || {
+        statements_of(&each.before_each)
+            .chain(m.statements.iter().map(|s| (m, s)))
+            .chain(statements_of(&each.after_each))
+    };
     let started = Instant::now();
     let row = |ms: i32, success: bool| NewRow {
-        version: m.version.as_str(),
+        version: if m.repeatable { "" } else { m.version.as_str() },
         description: &m.description,
         kind: Kind::Sql,
         script: &m.script,
@@ -39,11 +87,11 @@ pub(super) async fn apply(
     };
     if in_transaction {
         let mut tx = conn.begin().await?;
-        for stmt in &m.statements {
+        for (script, stmt) in steps() {
             if let Err(e) = execute(&mut tx, stmt).await {
                 // Roll back before reporting, so the lock is released on a clean session.
                 let _ = tx.rollback().await;
-                return Err(failure(m, stmt, e, ROLLED_BACK));
+                return Err(failure(script, stmt, e, ROLLED_BACK));
             }
         }
         let ms = elapsed_ms(started);
@@ -51,9 +99,9 @@ pub(super) async fn apply(
         tx.commit().await?;
         Ok(ms)
     } else {
-        for stmt in &m.statements {
+        for (script, stmt) in steps() {
             if let Err(e) = execute(conn, stmt).await {
-                let err = failure(m, stmt, e, HALF_DONE);
+                let err = failure(script, stmt, e, HALF_DONE);
                 if matches!(err, MigrateError::Failed(_)) {
                     history::insert(conn, schema, &row(elapsed_ms(started), false)).await?;
                 }

@@ -54,6 +54,17 @@ pub enum MigrateError {
         /// Why it is not a version.
         reason: String,
     },
+    /// An `ignore_migration_patterns` entry is not `type:status`.
+    #[error(
+        "invalid ignore migration pattern {value:?} (--ignore-migration-patterns, \
+         migrate.ignore_migration_patterns): {reason}"
+    )]
+    BadIgnorePattern {
+        /// What was given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Applied migrations no longer match the files, or the files no longer match the history.
     #[error("validation failed:\n  - {}", problems.join("\n  - "))]
     Validation {

@@ -225,7 +225,8 @@ pub(super) async fn read(
 /// What a new row says; rank, user and time are filled in by the database.
 #[derive(Debug, Clone)]
 pub(super) struct NewRow<'a> {
-    /// Version as written in the file name (`2.1`).
+    /// Version as written in the file name (`2.1`); empty for a repeatable migration,
+    /// written as null as Flyway writes it.
     pub version: &'a str,
     pub description: &'a str,
     /// [`Kind::Sql`] or [`Kind::Baseline`].
@@ -255,7 +256,7 @@ pub(super) async fn insert(
            from {table}"
     );
     sqlx::query(AssertSqlSafe(sql))
-        .bind(row.version)
+        .bind(Some(row.version).filter(|v| !v.is_empty()))
         .bind(truncate(row.description, 200))
         .bind(row.kind.as_str())
         .bind(row.script)

@@ -10,11 +10,14 @@
 //! PostgreSQL releases it with the connection.
 
 mod apply;
+mod callback;
 mod catalog;
 mod checksum;
 mod error;
 mod history;
+mod ignore;
 mod lock;
+mod placeholder;
 mod plan;
 mod repair;
 mod script;
@@ -29,7 +32,9 @@ use sqlx::PgConnection;
 pub use checksum::checksum;
 pub(crate) use error::MigrateError;
 pub(crate) use history::{BASELINE_DESCRIPTION, HistoryRow, Kind};
+pub use ignore::IgnorePatterns;
 pub(crate) use lock::flyway_key;
+pub use placeholder::Placeholders;
 pub(crate) use plan::{Line, Plan, State};
 pub(crate) use repair::{RepairOptions, RepairReport, repair};
 pub use script::Migration;
@@ -109,6 +114,11 @@ pub struct MigrateOptions {
     pub dry_run: bool,
     /// Apply pending migrations older than the newest applied one (Flyway's outOfOrder).
     pub out_of_order: bool,
+    /// Problems (missing, out-of-order, future migrations) that are only warned about
+    /// (Flyway's ignoreMigrationPatterns; default `*:future`).
+    pub ignore_patterns: IgnorePatterns,
+    /// `${name}` values, and whether to replace them (Flyway's placeholders).
+    pub placeholders: Placeholders,
 }
 
 /// What [`migrate`] did (or, in a dry run, would do).
@@ -124,6 +134,12 @@ pub struct Report {
     pub(crate) plan: Plan,
     /// Applied migrations: index into the migrations and execution time in ms.
     pub applied: Vec<(usize, i32)>,
+    /// The pending migrations, parallel to `plan.pending`, placeholders replaced: what runs.
+    pub(crate) ready: Vec<Migration>,
+    /// The repeatable migrations to (re-)apply after them, placeholders replaced.
+    pub(crate) ready_repeatables: Vec<Migration>,
+    /// Repeatable migrations applied: script and execution time in ms.
+    pub repeated: Vec<(String, i32)>,
 }
 
 /// Migrates the schema to the newest (or `target`) version. See the module docs.
@@ -141,13 +157,17 @@ pub async fn migrate(
     if opts.dry_run {
         return prepare(conn, &schema, migrations, opts).await;
     }
-    if let Some(report) = up_to_date(conn, &schema, migrations, opts).await? {
+    // With callbacks, every run takes the lock: Flyway runs beforeMigrate and afterMigrate on
+    // each migrate, pending work or not.
+    if migrations.callbacks().is_empty()
+        && let Some(report) = up_to_date(conn, &schema, migrations, opts).await?
+    {
         return Ok(report);
     }
     let key = flyway_key(&history::qualified(&schema));
     tracing::debug!(schema, key, "taking the migration lock");
     let lock = lock::Lock::acquire(conn, key, opts.lock_timeout).await?;
-    let result = migrate_locked(conn, &schema, migrations, opts, server).await;
+    let result = with_callbacks(conn, &schema, migrations, opts, server).await;
     if let Err(e) = lock.release(conn).await {
         // The session is gone with its lock, or will be when this process exits.
         tracing::warn!(error = %e, "could not release the migration lock explicitly");
@@ -169,8 +189,24 @@ async fn up_to_date(
         return Ok(None);
     }
     let rows = history::read(conn, schema).await?;
-    let plan = plan::plan_with(migrations, &rows, opts.target.as_ref(), opts.out_of_order);
-    if !plan.pending.is_empty() || !plan.failed.is_empty() || !plan.problems.is_empty() {
+    let mut plan = plan::plan_with(
+        migrations,
+        &rows,
+        opts.target.as_ref(),
+        opts.out_of_order,
+        &opts.ignore_patterns,
+    );
+    // Every replica passes here: no extra query unless there are repeatables to check.
+    if !migrations.repeatables().is_empty() {
+        let builtins = builtins(conn, schema).await?;
+        let repeatables = ready_repeatables(migrations, &opts.placeholders, &builtins)?;
+        plan::plan_repeatables(&mut plan, &repeatables, &rows);
+    }
+    if !plan.pending.is_empty()
+        || !plan.repeatable_pending.is_empty()
+        || !plan.failed.is_empty()
+        || !plan.problems.is_empty()
+    {
         return Ok(None);
     }
     tracing::debug!(schema, "nothing pending: the migration lock is not needed");
@@ -180,19 +216,55 @@ async fn up_to_date(
         baselined: None,
         plan: check(plan)?,
         applied: Vec::new(),
+        ready: Vec::new(),
+        ready_repeatables: Vec::new(),
+        repeated: Vec::new(),
     }))
 }
 
-async fn migrate_locked(
+/// Prepares (history created, validated), then applies between the `beforeMigrate` and
+/// `afterMigrate` (or, on failure, `afterMigrateError`) SQL callbacks, in Flyway's order: a
+/// validation failure happens before any callback runs.
+async fn with_callbacks(
     conn: &mut PgConnection,
     schema: &str,
     migrations: &Migrations,
     opts: &MigrateOptions,
     server: u32,
 ) -> Result<Report, MigrateError> {
-    let mut report = prepare(conn, schema, migrations, opts).await?;
-    for &index in &report.plan.pending {
-        let m = &migrations.all()[index];
+    let report = prepare(conn, schema, migrations, opts).await?;
+    if migrations.callbacks().is_empty() {
+        return migrate_prepared(conn, schema, report, server, &Default::default()).await;
+    }
+    let builtins = builtins(conn, schema).await?;
+    let callbacks = migrations
+        .callbacks()
+        .ready(&opts.placeholders, &builtins)?;
+    let result = async {
+        apply::run_callbacks(conn, &callbacks.before_migrate).await?;
+        let report = migrate_prepared(conn, schema, report, server, &callbacks).await?;
+        apply::run_callbacks(conn, &callbacks.after_migrate).await?;
+        Ok(report)
+    }
+    .await;
+    if result.is_err()
+        && let Err(e) = apply::run_callbacks(conn, &callbacks.after_migrate_error).await
+    {
+        tracing::warn!(error = %e, "the afterMigrateError callback failed too");
+    }
+    result
+}
+
+/// Applies what `report` (from [`prepare`]) has ready: versioned, then repeatable.
+async fn migrate_prepared(
+    conn: &mut PgConnection,
+    schema: &str,
+    mut report: Report,
+    server: u32,
+    callbacks: &callback::Callbacks,
+) -> Result<Report, MigrateError> {
+    let ready = std::mem::take(&mut report.ready);
+    for (&index, m) in report.plan.pending.iter().zip(&ready) {
         tracing::info!(
             schema,
             version = %m.version,
@@ -201,9 +273,15 @@ async fn migrate_locked(
             m.version,
             m.description
         );
-        let ms = apply::apply(conn, schema, m, m.in_transaction(server)?).await?;
+        let ms = apply::apply(conn, schema, m, m.in_transaction(server)?, callbacks).await?;
         tracing::info!(version = %m.version, execution_ms = ms, "applied {}", m.script);
         report.applied.push((index, ms));
+    }
+    for m in std::mem::take(&mut report.ready_repeatables) {
+        tracing::info!(schema, script = %m.script, "migrating (repeatable) - {}", m.description);
+        let ms = apply::apply(conn, schema, &m, m.in_transaction(server)?, callbacks).await?;
+        tracing::info!(execution_ms = ms, "applied {}", m.script);
+        report.repeated.push((m.script.clone(), ms));
     }
     Ok(report)
 }
@@ -242,18 +320,71 @@ async fn prepare(
     {
         rows.push(dry_baseline_row(version));
     }
-    let plan = check(plan::plan_with(
+    let mut plan = plan::plan_with(
         migrations,
         &rows,
         opts.target.as_ref(),
         opts.out_of_order,
-    ))?;
+        &opts.ignore_patterns,
+    );
+    // Every pending script is made ready before any runs: an unknown placeholder in the
+    // last one fails before the first is applied.
+    let builtins = builtins(conn, schema).await?;
+    let repeatables = ready_repeatables(migrations, &opts.placeholders, &builtins)?;
+    plan::plan_repeatables(&mut plan, &repeatables, &rows);
+    let plan = check(plan)?;
+    let ready_repeatables = plan
+        .repeatable_pending
+        .iter()
+        .map(|&i| repeatables[i].clone())
+        .collect();
+    let ready = plan
+        .pending
+        .iter()
+        .map(|&i| migrations.all()[i].with_placeholders(&opts.placeholders, &builtins))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Report {
         schema: schema.to_owned(),
         created_history,
         baselined,
         plan,
         applied: Vec::new(),
+        ready,
+        ready_repeatables,
+        repeated: Vec::new(),
+    })
+}
+
+/// The repeatable migrations with placeholders replaced, so with the checksum Flyway gives
+/// them (of the replaced text).
+fn ready_repeatables(
+    migrations: &Migrations,
+    placeholders: &Placeholders,
+    builtins: &placeholder::Builtins,
+) -> Result<Vec<Migration>, MigrateError> {
+    migrations
+        .repeatables()
+        .iter()
+        .map(|r| r.with_placeholders(placeholders, builtins))
+        .collect()
+}
+
+/// The values of Flyway's built-in placeholders for this session.
+async fn builtins(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<placeholder::Builtins, MigrateError> {
+    // language=PostgreSQL
+    let (user, database): (String, String) =
+        sqlx::query_as("select current_user::text, current_database()::text")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(placeholder::Builtins {
+        default_schema: schema.to_owned(),
+        user,
+        database,
+        timestamp: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+        table: history::TABLE.to_owned(),
     })
 }
 
@@ -272,6 +403,9 @@ fn check(plan: Plan) -> Result<Plan, MigrateError> {
             problems: plan.problems.clone(),
         });
     }
+    for warning in &plan.warnings {
+        tracing::warn!("ignored by the ignore migration patterns: {warning}");
+    }
     if !plan.future.is_empty() {
         tracing::warn!(
             versions = %plan.future.join(", "),
@@ -286,8 +420,10 @@ fn check(plan: Plan) -> Result<Plan, MigrateError> {
 pub(crate) async fn validate(
     conn: &mut PgConnection,
     migrations: &Migrations,
+    ignore: &IgnorePatterns,
+    placeholders: &Placeholders,
 ) -> Result<Plan, MigrateError> {
-    let plan = info(conn, migrations, None).await?;
+    let plan = info(conn, migrations, None, ignore, placeholders).await?;
     check(plan)
 }
 
@@ -296,10 +432,16 @@ pub(crate) async fn info(
     conn: &mut PgConnection,
     migrations: &Migrations,
     target: Option<&Version>,
+    ignore: &IgnorePatterns,
+    placeholders: &Placeholders,
 ) -> Result<Plan, MigrateError> {
     let schema = history::current_schema(conn).await?;
     let rows = read_history(conn, &schema).await?;
-    Ok(plan::plan(migrations, &rows, target))
+    let mut plan = plan::plan_with(migrations, &rows, target, false, ignore);
+    let builtins = builtins(conn, &schema).await?;
+    let repeatables = ready_repeatables(migrations, placeholders, &builtins)?;
+    plan::plan_repeatables(&mut plan, &repeatables, &rows);
+    Ok(plan)
 }
 
 /// `app migrate baseline`: records that the schema already is at `version`, so migrations

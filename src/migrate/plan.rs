@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDateTime;
 
 use super::history::{HistoryRow, Kind};
+use super::ignore::{IgnorePatterns, Status};
 use super::script::Migration;
 use super::source::Migrations;
 use super::version::Version;
@@ -34,6 +35,8 @@ pub(crate) enum State {
     Ignored,
     /// Applied once, then marked deleted by a `DELETE` row (`app migrate repair`, or Flyway's).
     Deleted,
+    /// A repeatable migration whose file changed since it was applied: it runs again.
+    Outdated,
 }
 
 impl State {
@@ -50,6 +53,7 @@ impl State {
             State::Failed => "failed",
             State::Ignored => "ignored",
             State::Deleted => "deleted",
+            State::Outdated => "outdated",
         }
     }
 }
@@ -92,8 +96,13 @@ pub(crate) struct Plan {
     pub failed: Vec<FailedRow>,
     /// Checksum or description mismatches, missing and out-of-order migrations.
     pub problems: Vec<String>,
+    /// Problems an ignore migration pattern matched: logged as warnings, never an error.
+    pub warnings: Vec<String>,
     /// The newest successfully applied version (a baseline counts), if any.
     pub applied: Option<Version>,
+    /// Repeatable migrations to (re-)apply after the versioned ones: indexes into the
+    /// repeatables given to [`plan_repeatables`].
+    pub repeatable_pending: Vec<usize>,
 }
 
 /// Builds the plan. `history` is in `installed_rank` order; `target` limits what is pending.
@@ -102,16 +111,26 @@ pub(super) fn plan(
     history: &[HistoryRow],
     target: Option<&Version>,
 ) -> Plan {
-    plan_with(migrations, history, target, false)
+    plan_with(
+        migrations,
+        history,
+        target,
+        false,
+        &IgnorePatterns::default(),
+    )
 }
 
 /// [`plan`], with Flyway's `outOfOrder`: a pending migration older than the newest applied
-/// one is pending (applied in version order) instead of a problem.
+/// one is pending (applied in version order) instead of a problem, and Flyway's
+/// `ignoreMigrationPatterns`: a missing, out-of-order ("ignored") or future migration that a
+/// pattern matches is a warning instead of a problem (future ones are a problem only when the
+/// patterns leave out Flyway's default `*:future`).
 pub(super) fn plan_with(
     migrations: &Migrations,
     history: &[HistoryRow],
     target: Option<&Version>,
     out_of_order: bool,
+    ignore: &IgnorePatterns,
 ) -> Plan {
     // The effective history: the last word on each version wins; DELETE and UNDO rows take a
     // version back out, as Flyway's `repair` and `undo` mean them to.
@@ -172,7 +191,13 @@ pub(super) fn plan_with(
         let state = if baseline_version.as_ref().is_some_and(|b| m.version <= *b) {
             State::BelowBaseline
         } else if !out_of_order && newest_applied.as_ref().is_some_and(|n| m.version < *n) {
-            out.problems.push(format!(
+            let ignored = ignore.ignores(Some(&m.version), Status::Ignored);
+            let list = if ignored {
+                &mut out.warnings
+            } else {
+                &mut out.problems
+            };
+            list.push(format!(
                 "{} (version {}) is not applied but is older than the newest applied \
                  version {}: it would run out of order. Give it a version above {} \
                  (rename the file), or apply its changes by hand and record them",
@@ -211,10 +236,25 @@ pub(super) fn plan_with(
             out.failed.push(failed_row(row));
             State::Failed
         } else if future {
-            out.future.push(key.0.to_string());
+            if ignore.ignores(Some(&key.0), Status::Future) {
+                out.future.push(key.0.to_string());
+            } else {
+                out.problems.push(format!(
+                    "{} (version {}) is applied in the database but newer than every \
+                     migration of this binary (a newer image applied it); this is refused \
+                     because the ignore migration patterns leave out Flyway's default \
+                     `*:future`",
+                    row.script, key.0
+                ));
+            }
             State::Future
         } else {
-            out.problems.push(format!(
+            let list = if ignore.ignores(Some(&key.0), Status::Missing) {
+                &mut out.warnings
+            } else {
+                &mut out.problems
+            };
+            list.push(format!(
                 "{} (version {}) is applied in the database but this binary has no such \
                  migration: restore the file, or if it was removed on purpose (or this \
                  database comes from Flyway and other files), run `app migrate adopt`, which \
@@ -226,12 +266,55 @@ pub(super) fn plan_with(
         };
         out.lines.push(line_of(row, state, None));
     }
-    out.lines.sort_by(|a, b| {
+    sort_lines(&mut out.lines);
+    out
+}
+
+/// Versions in order, repeatable migrations (no version) after them, as Flyway's `info`.
+fn sort_lines(lines: &mut [Line]) {
+    lines.sort_by(|a, b| {
         let va = Version::parse(&a.version).ok();
         let vb = Version::parse(&b.version).ok();
-        va.cmp(&vb)
+        (a.version.is_empty(), va).cmp(&(b.version.is_empty(), vb))
     });
-    out
+}
+
+/// Adds Flyway's repeatable migrations to `plan`: one never applied is pending, one whose
+/// latest successful row has another checksum is outdated (both run again, after every
+/// versioned migration), one with the same checksum is applied. `repeatables` carry their
+/// effective checksum (placeholders replaced); rows are matched by description, as Flyway
+/// does. A repeatable row with no file is shown as missing, and tolerated as before.
+pub(super) fn plan_repeatables(plan: &mut Plan, repeatables: &[Migration], history: &[HistoryRow]) {
+    let mut latest: BTreeMap<&str, &HistoryRow> = BTreeMap::new();
+    for row in history {
+        if row.version.is_none() && row.kind == Kind::Sql && row.success {
+            latest.insert(row.description.as_str(), row);
+        }
+    }
+    for (index, r) in repeatables.iter().enumerate() {
+        let row = latest.remove(r.description.as_str());
+        let state = match row {
+            None => State::Pending,
+            Some(row) if row.checksum == Some(r.checksum) => State::Applied,
+            Some(_) => State::Outdated,
+        };
+        if state != State::Applied {
+            plan.repeatable_pending.push(index);
+        }
+        plan.lines.push(Line {
+            version: String::new(),
+            description: r.description.clone(),
+            kind: Kind::Sql,
+            script: r.script.clone(),
+            installed_on: row.map(|row| row.installed_on),
+            state,
+            checksum_ok: None,
+        });
+    }
+    for row in latest.into_values() {
+        plan.lines.push(line_of(row, State::Missing, None));
+    }
+    sort_lines(&mut plan.lines);
 }
 
 /// Compares an applied row with its file; records mismatches.
@@ -324,6 +407,40 @@ mod tests {
             installed_on: NaiveDateTime::default(),
             success,
         }
+    }
+
+    #[test]
+    fn repeatables_are_pending_applied_or_outdated_by_checksum() {
+        let m = migrations(&["V1__a.sql", "R__new.sql", "R__same.sql", "R__changed.sql"]);
+        let r = m.repeatables();
+        let rep = |rank, m: &Migration, checksum| HistoryRow {
+            version: None,
+            checksum: Some(checksum),
+            ..row(rank, "x", Kind::Sql, Some(m), true)
+        };
+        let history = [
+            row(1, "1", Kind::Sql, Some(&m.all()[0]), true),
+            rep(2, &r[2], r[2].checksum),
+            rep(3, &r[0], 1),
+            rep(4, &r[0], 2),
+        ];
+        let mut p = plan(&m, &history, None);
+        plan_repeatables(&mut p, r, &history);
+        let states: Vec<(&str, State)> = p
+            .lines
+            .iter()
+            .map(|l| (l.description.as_str(), l.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("a", State::Applied),
+                ("changed", State::Outdated),
+                ("new", State::Pending),
+                ("same", State::Applied)
+            ]
+        );
+        assert_eq!(p.repeatable_pending, [0, 1]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use super::MigrateError;
 use super::checksum::checksum;
+use super::placeholder::{self, Builtins, Placeholders};
 use super::split::{Statement, split};
 use super::version::Version;
 
@@ -92,6 +93,11 @@ pub struct Migration {
     pub(crate) statements: Vec<Statement>,
     /// Each statement's kind, parallel to `statements`.
     pub(crate) kinds: Vec<Kind>,
+    /// The text as read (BOM dropped), before any placeholder replacement.
+    pub(crate) text: String,
+    /// `R__name.sql`: no version (the `version` field is 0 and unused), re-applied whenever
+    /// its checksum changes, after every versioned migration.
+    pub(crate) repeatable: bool,
 }
 
 impl Migration {
@@ -101,7 +107,28 @@ impl Migration {
             script: script.to_owned(),
             reason,
         };
-        let (version, description) = parse_name(script).map_err(invalid)?;
+        let repeatable = script.starts_with("R__");
+        let (version, description) = if super::callback::Event::of_file(script).is_some() {
+            // A callback: no version, no history row; named by its file.
+            let stem = script.strip_suffix(".sql").unwrap_or(script);
+            (Version::parse("0").map_err(invalid)?, stem.to_owned())
+        } else if repeatable {
+            let Some(description) = script
+                .strip_prefix("R__")
+                .and_then(|rest| rest.strip_suffix(".sql"))
+                .filter(|d| !d.is_empty())
+            else {
+                return Err(invalid(
+                    "a repeatable migration file name must look like R__<description>.sql".into(),
+                ));
+            };
+            (
+                Version::parse("0").map_err(invalid)?,
+                description.replace('_', " "),
+            )
+        } else {
+            parse_name(script).map_err(invalid)?
+        };
         let checksum = checksum(bytes).map_err(|e| {
             invalid(format!(
                 "not valid UTF-8 (first bad byte at offset {})",
@@ -111,21 +138,7 @@ impl Migration {
         // Valid UTF-8, checked by `checksum`.
         let text = std::str::from_utf8(bytes).unwrap_or_default();
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let statements = split(text)
-            .map_err(|e| invalid(format!("line {}: unterminated {}", e.line, e.what)))?;
-        let kinds: Vec<Kind> = statements.iter().map(|s| classify(&s.words)).collect();
-        for stmt in &statements {
-            let w = &stmt.words;
-            if w.first().is_some_and(|w| w == "COPY")
-                && w.windows(2).any(|p| p[0] == "FROM" && p[1] == "STDIN")
-            {
-                return Err(invalid(format!(
-                    "line {}: `copy ... from stdin` needs psql's inline data, which a \
-                     migration cannot carry; use `insert ... values` instead",
-                    stmt.line
-                )));
-            }
-        }
+        let (statements, kinds) = statements_of(script, text)?;
         let migration = Migration {
             version,
             description,
@@ -133,8 +146,50 @@ impl Migration {
             checksum,
             statements,
             kinds,
+            text: text.to_owned(),
+            repeatable,
         };
         // Checked against today's PostgreSQL here, against the real server before running.
+        migration.in_transaction(u32::MAX)?;
+        Ok(migration)
+    }
+
+    /// This migration with its `${placeholders}` replaced, ready to run; the checksum stays
+    /// that of the file (Flyway's, for versioned migrations). An unknown placeholder is
+    /// [`MigrateError::InvalidScript`] naming the line.
+    pub(crate) fn with_placeholders(
+        &self,
+        placeholders: &Placeholders,
+        builtins: &Builtins,
+    ) -> Result<Migration, MigrateError> {
+        let text = placeholder::replace(&self.text, &self.script, placeholders, builtins).map_err(
+            |u| MigrateError::InvalidScript {
+                script: self.script.clone(),
+                reason: format!(
+                    "line {}: no value for placeholder ${{{}}}: set migrate.placeholders.{} \
+                     (APP_MIGRATE__PLACEHOLDERS__{}), or turn replacement off with \
+                     migrate.placeholder_replacement = false",
+                    u.line,
+                    u.name,
+                    u.name,
+                    u.name.to_uppercase()
+                ),
+            },
+        )?;
+        let (statements, kinds) = statements_of(&self.script, &text)?;
+        // Flyway folds the replaced text into a repeatable migration's checksum only, so a
+        // changed value re-applies it.
+        let checksum = if self.repeatable && placeholders.replacement {
+            checksum(text.as_bytes()).unwrap_or(self.checksum)
+        } else {
+            self.checksum
+        };
+        let migration = Migration {
+            statements,
+            kinds,
+            checksum,
+            ..self.clone()
+        };
         migration.in_transaction(u32::MAX)?;
         Ok(migration)
     }
@@ -158,14 +213,35 @@ impl Migration {
     }
 }
 
+/// Splits and classifies a script's text; refuses what a migration cannot carry.
+fn statements_of(script: &str, text: &str) -> Result<(Vec<Statement>, Vec<Kind>), MigrateError> {
+    let invalid = |reason: String| MigrateError::InvalidScript {
+        script: script.to_owned(),
+        reason,
+    };
+    let statements =
+        split(text).map_err(|e| invalid(format!("line {}: unterminated {}", e.line, e.what)))?;
+    let kinds: Vec<Kind> = statements.iter().map(|s| classify(&s.words)).collect();
+    for stmt in &statements {
+        let w = &stmt.words;
+        if w.first().is_some_and(|w| w == "COPY")
+            && w.windows(2).any(|p| p[0] == "FROM" && p[1] == "STDIN")
+        {
+            return Err(invalid(format!(
+                "line {}: `copy ... from stdin` needs psql's inline data, which a \
+                 migration cannot carry; use `insert ... values` instead",
+                stmt.line
+            )));
+        }
+    }
+    Ok((statements, kinds))
+}
+
 /// Splits `V2_1__add_thing.sql` into version 2.1 and description "add thing".
 pub(super) fn parse_name(script: &str) -> Result<(Version, String), String> {
     let Some(stem) = script.strip_suffix(".sql") else {
         return Err("a migration file name must end in .sql".into());
     };
-    if stem.starts_with('R') && stem.contains("__") {
-        return Err("repeatable (R__) migrations are not supported; use a versioned V file".into());
-    }
     let Some(rest) = stem.strip_prefix('V') else {
         return Err(
             "a migration file name must look like V<version>__<description>.sql \
@@ -203,6 +279,13 @@ mod tests {
         assert!(parse_name("V2_create.sql").is_err());
         assert!(parse_name("V2__x.txt").is_err());
         assert!(parse_name("R__views.sql").is_err());
+        let r = Migration::parse(
+            "R__user_views.sql",
+            b"create or replace view v as select 1;",
+        )
+        .unwrap();
+        assert!(r.repeatable && r.description == "user views");
+        assert!(Migration::parse("R__.sql", b"select 1;").is_err());
         assert!(parse_name("U2__undo.sql").is_err());
         assert!(parse_name("Vx__bad.sql").is_err());
     }

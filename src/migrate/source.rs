@@ -6,6 +6,7 @@ use std::path::Path;
 use rust_embed::RustEmbed;
 
 use super::MigrateError;
+use super::callback::{Callbacks, Event};
 use super::script::Migration;
 
 /// The SQL files of `migrations/`, embedded at compile time.
@@ -18,6 +19,10 @@ struct Embedded;
 #[derive(Debug, Clone)]
 pub struct Migrations {
     list: Vec<Migration>,
+    /// `R__` migrations, by description (the order Flyway applies them in).
+    repeatables: Vec<Migration>,
+    /// SQL callbacks (`beforeMigrate.sql`, ...).
+    callbacks: Callbacks,
 }
 
 impl Migrations {
@@ -54,6 +59,8 @@ impl Migrations {
     /// column always holds a plain file name as Flyway writes it.
     pub fn from_files(files: Vec<(String, Vec<u8>)>) -> Result<Migrations, MigrateError> {
         let mut list = Vec::with_capacity(files.len());
+        let mut repeatables: Vec<Migration> = Vec::new();
+        let mut callbacks = Callbacks::default();
         for (name, bytes) in files {
             if name.contains('/') {
                 return Err(MigrateError::InvalidScript {
@@ -61,7 +68,27 @@ impl Migrations {
                     reason: "migrations must sit directly in the migrations directory".into(),
                 });
             }
-            list.push(Migration::parse(&name, &bytes)?);
+            let m = Migration::parse(&name, &bytes)?;
+            if let Some(event) = Event::of_file(&name) {
+                callbacks.push(event, m);
+            } else if m.repeatable {
+                repeatables.push(m);
+            } else {
+                list.push(m);
+            }
+        }
+        repeatables.sort_by(|a, b| a.description.cmp(&b.description));
+        for pair in repeatables.windows(2) {
+            if pair[0].description == pair[1].description {
+                return Err(MigrateError::InvalidScript {
+                    script: pair[1].script.clone(),
+                    reason: format!(
+                        "its description is that of {} too; repeatable migrations are told \
+                         apart by description",
+                        pair[0].script
+                    ),
+                });
+            }
         }
         list.sort_by(|a, b| a.version.cmp(&b.version));
         for pair in list.windows(2) {
@@ -73,12 +100,26 @@ impl Migrations {
                 });
             }
         }
-        Ok(Migrations { list })
+        Ok(Migrations {
+            list,
+            repeatables,
+            callbacks,
+        })
     }
 
     /// All migrations, oldest first.
     pub(crate) fn all(&self) -> &[Migration] {
         &self.list
+    }
+
+    /// The repeatable (`R__`) migrations, in the order they are applied.
+    pub(crate) fn repeatables(&self) -> &[Migration] {
+        &self.repeatables
+    }
+
+    /// The SQL callbacks.
+    pub(crate) fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
     }
 
     /// The newest migration, if there is any.

@@ -6,6 +6,7 @@
 mod adopt;
 mod concurrency;
 mod failures;
+mod flyway;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -146,5 +147,7 @@ pub fn options(lock_timeout: Duration) -> app::migrate::MigrateOptions {
         baseline_version: app::migrate::parse_version("1").unwrap(),
         dry_run: false,
         out_of_order: false,
+        ignore_patterns: Default::default(),
+        placeholders: Default::default(),
     }
 }
