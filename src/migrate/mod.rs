@@ -189,13 +189,7 @@ async fn up_to_date(
         return Ok(None);
     }
     let rows = history::read(conn, schema).await?;
-    let mut plan = plan::plan_with(
-        migrations,
-        &rows,
-        opts.target.as_ref(),
-        opts.out_of_order,
-        &opts.ignore_patterns,
-    );
+    let mut plan = plan_for(migrations, &rows, opts);
     // Every replica passes here: no extra query unless there are repeatables to check.
     if !migrations.repeatables().is_empty() {
         let builtins = builtins(conn, schema).await?;
@@ -320,13 +314,7 @@ async fn prepare(
     {
         rows.push(dry_baseline_row(version));
     }
-    let mut plan = plan::plan_with(
-        migrations,
-        &rows,
-        opts.target.as_ref(),
-        opts.out_of_order,
-        &opts.ignore_patterns,
-    );
+    let mut plan = plan_for(migrations, &rows, opts);
     // Every pending script is made ready before any runs: an unknown placeholder in the
     // last one fails before the first is applied.
     let builtins = builtins(conn, schema).await?;
@@ -509,6 +497,17 @@ async fn insert_baseline(
     };
     history::insert(conn, schema, &row).await?;
     Ok(())
+}
+
+/// The plan `opts` asks for: its target, out-of-order and ignore patterns.
+fn plan_for(migrations: &Migrations, rows: &[HistoryRow], opts: &MigrateOptions) -> Plan {
+    plan::plan_with(
+        migrations,
+        rows,
+        opts.target.as_ref(),
+        opts.out_of_order,
+        &opts.ignore_patterns,
+    )
 }
 
 fn dry_baseline_row(version: &str) -> HistoryRow {
