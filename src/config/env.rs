@@ -12,11 +12,16 @@ use figment::{Error, Metadata, Profile, Provider};
 
 use super::SecretString;
 
-/// The sections of [`super::Settings`]; an `APP_` variable naming none of them is ignored
-/// with a warning (Kubernetes injects `APP_SERVICE_HOST` and friends for a Service named `app`).
-const SECTIONS: &[&str] = &[
-    "env", "http", "log", "database", "jwt", "metrics", "sealed", "migrate",
-];
+/// The sections of [`super::Settings`], read from the struct itself so that a section added
+/// there is reachable from the environment without a second list to keep in step. An `APP_`
+/// variable naming none of them is ignored with a warning (Kubernetes injects
+/// `APP_SERVICE_HOST` and friends for a Service named `app`).
+pub(super) fn sections() -> Vec<String> {
+    match Value::serialize(super::Settings::default()) {
+        Ok(Value::Dict(_, dict)) => dict.into_keys().collect(),
+        _ => Vec::new(),
+    }
+}
 
 /// Variables that are not settings although they carry the prefix.
 const NOT_SETTINGS: &[&str] = &["APP_CONFIG"];
@@ -43,6 +48,7 @@ impl EnvLayers {
         let mut universal = RawLayer::new("environment variable");
         let mut prefixed = RawLayer::new("environment variable");
         let mut ignored = Vec::new();
+        let sections = sections();
         for (name, value) in vars {
             if let Some((_, path)) = UNIVERSAL.iter().find(|(n, _)| n == name) {
                 universal.insert(path, name, value);
@@ -52,7 +58,7 @@ impl EnvLayers {
                 }
                 let path = rest.to_ascii_lowercase().replace("__", ".");
                 let section = path.split('.').next().unwrap_or_default();
-                if SECTIONS.contains(&section) {
+                if sections.iter().any(|s| s == section) {
                     prefixed.insert(&path, name, value);
                 } else {
                     ignored.push(name.clone());

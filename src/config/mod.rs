@@ -534,6 +534,34 @@ mod tests {
     }
 
     #[test]
+    fn every_section_is_reachable_from_the_environment() {
+        // The CI that proved this was needed: APP_RATE__* was ignored as "names no setting",
+        // so the limits it meant to switch off stayed on.
+        let s = load_env(&[
+            ("APP_RATE__PER_CLIENT_PER_MINUTE", "0"),
+            ("APP_RATE__PER_ACCOUNT_PER_MINUTE", "0"),
+            ("APP_AUTH__HASH_QUEUE", "7"),
+            ("APP_API__PUBLIC_EMAILS", "true"),
+            ("APP_MIGRATE__OUT_OF_ORDER", "true"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate.per_client_per_minute, 0);
+        assert_eq!(s.rate.per_account_per_minute, 0);
+        assert_eq!(s.auth.hash_queue, 7);
+        assert!(s.api.public_emails);
+        assert!(s.migrate.out_of_order);
+        let sections = super::env::sections();
+        for section in [
+            "env", "http", "log", "database", "jwt", "auth", "api", "rate",
+        ] {
+            assert!(
+                sections.iter().any(|s| s == section),
+                "{section} in {sections:?}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_nested_env_key_is_an_error_and_stray_prefix_is_ignored() {
         let err = load_env(&[("APP_DATABASE__HOSTT", "x")]).unwrap_err();
         assert!(format!("{err:#}").contains("database.hostt"), "{err:#}");
