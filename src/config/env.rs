@@ -33,6 +33,18 @@ const UNIVERSAL: &[(&str, &str)] = &[
     ("LOG_LEVEL", "log.level"),
 ];
 
+/// The seed's variable names (a ConfigMap carried over from the Node.js deployment) and what
+/// this app reads instead: each one set is a warning naming its replacement, never silence.
+const SEED_NAMES: &[(&str, &str)] = &[
+    ("NODE_ENV", "APP_ENV (dev or prod)"),
+    ("ENABLE_METRICS", "APP_METRICS__ENABLED"),
+    ("METRICS_PORT", "APP_METRICS__PORT"),
+    (
+        "REQUEST_TIMEOUT",
+        "APP_HTTP__REQUEST_TIMEOUT (a duration such as 30s)",
+    ),
+];
+
 /// The two environment layers, split from one snapshot of the environment.
 pub(super) struct EnvLayers {
     /// `DATABASE_URL`, `PORT`, `LOG_LEVEL`.
@@ -41,6 +53,8 @@ pub(super) struct EnvLayers {
     pub prefixed: RawLayer,
     /// `APP_*` variables that name no setting.
     pub ignored: Vec<String>,
+    /// The seed's names that are set, each with the variable to use instead.
+    pub seed_names: Vec<(String, &'static str)>,
 }
 
 impl EnvLayers {
@@ -49,7 +63,11 @@ impl EnvLayers {
         let mut prefixed = RawLayer::new("environment variable");
         let mut ignored = Vec::new();
         let sections = sections();
+        let mut seed_names = Vec::new();
         for (name, value) in vars {
+            if let Some((_, instead)) = SEED_NAMES.iter().find(|(n, _)| n == name) {
+                seed_names.push((name.clone(), *instead));
+            }
             if let Some((_, path)) = UNIVERSAL.iter().find(|(n, _)| n == name) {
                 universal.insert(path, name, value);
             } else if let Some(rest) = name.strip_prefix("APP_") {
@@ -69,6 +87,7 @@ impl EnvLayers {
             universal,
             prefixed,
             ignored,
+            seed_names,
         }
     }
 }

@@ -399,6 +399,11 @@ pub(crate) fn load(sources: &Sources<'_>) -> anyhow::Result<Loaded> {
     warnings.extend(env.ignored.iter().map(|name| {
         format!("ignoring environment variable {name}: it names no setting (see `app config`)")
     }));
+    warnings.extend(env.seed_names.iter().map(|(name, instead)| {
+        format!(
+            "ignoring environment variable {name}: it is the seed's name; this app reads {instead}"
+        )
+    }));
     figment = figment.merge(env.universal).merge(env.prefixed);
     let mut settings: Settings = extract(&figment)?;
 
@@ -572,6 +577,35 @@ mod tests {
         })
         .unwrap();
         assert!(loaded.warnings[0].contains("APP_SERVICE_HOST"));
+    }
+
+    #[test]
+    fn the_seeds_variable_names_are_warnings_naming_ours() {
+        let loaded = load(&Sources {
+            file: None,
+            env: env(&[("NODE_ENV", "production"), ("METRICS_PORT", "9100")]),
+            sealed: None,
+        })
+        .unwrap();
+        assert_eq!(
+            loaded.settings.env,
+            Environment::Dev,
+            "NODE_ENV is not read"
+        );
+        assert_eq!(
+            loaded.settings.metrics.port, 9090,
+            "METRICS_PORT is not read"
+        );
+        let all = loaded.warnings.join("\n");
+        assert!(all.contains("NODE_ENV") && all.contains("APP_ENV"), "{all}");
+        assert!(
+            all.contains("METRICS_PORT") && all.contains("APP_METRICS__PORT"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("production") && !all.contains("9100"),
+            "values stay out: {all}"
+        );
     }
 
     #[test]
