@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local run need on a fresh machine that has only Rust and
 # the OS: PostgreSQL server binaries, Debian's `age` CLI (the break-glass interop test) and
-# ssh-keygen (SSH recipients in the seal tests),
+# ssh-keygen (SSH recipients in the seal tests), podman and runc (the image test),
 # musl tools and the Rust musl target (the static binary), the offline manifest checkers
 # in a virtualenv at .venv, and what the proofs need (nginx, Chromium, node, schemathesis in
-# .venv-proof, playwright-core in proof/browser). Idempotent: installs only what is missing.
+# .venv-proof, playwright-core in proof/browser, Redocly's CLI in proof/openapi-lint). Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +37,10 @@ if [ "$only" = all ]; then
     # scripts/check-deploy.sh runs deploy/rebuild.sh under dash (Essential on Debian, so
     # normally there; not on every other image).
     command -v dash >/dev/null || missing+=(dash)
+    # scripts/check-image.sh: podman builds and runs the image; Debian's runc, because crun
+    # refuses some kernels' hybrid cgroup layout (scripts/podman/containers.conf).
+    command -v podman >/dev/null || missing+=(podman)
+    command -v runc >/dev/null || missing+=(runc)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
@@ -69,16 +73,18 @@ if [ -f scripts/requirements-proof.txt ]; then
     fi
 fi
 
-# playwright-core (no browser download: it drives /usr/bin/chromium) for proof/browser.
-if [ -f proof/browser/package-lock.json ]; then
-    stamp=proof/browser/node_modules/.package-lock.sha
-    want=$(sha256sum proof/browser/package-lock.json | cut -d' ' -f1)
+# playwright-core (no browser download: it drives /usr/bin/chromium) for proof/browser, and
+# Redocly's CLI for scripts/lint-openapi.sh, each from its package-lock.json.
+for dir in proof/browser proof/openapi-lint; do
+    [ -f "$dir/package-lock.json" ] || continue
+    stamp=$dir/node_modules/.package-lock.sha
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        log "installing proof/browser's npm packages"
-        (cd proof/browser && npm ci --no-audit --no-fund --loglevel=error)
+        log "installing $dir's npm packages"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
         echo "$want" >"$stamp"
     fi
-fi
+done
 
 if [ -f scripts/requirements-tools.txt ]; then
     stamp=.venv/.requirements-tools.sha

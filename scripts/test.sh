@@ -15,6 +15,9 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
+step "the committed OpenAPI spec under Redocly's recommended rules (scripts/lint-openapi.sh)"
+scripts/lint-openapi.sh
+
 step "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -32,6 +35,9 @@ set -e
 
 step "static binary"
 scripts/check-static.sh
+
+step "the image under a real container runtime (scripts/check-image.sh)"
+scripts/check-image.sh
 
 step "a clone under a mode-0700 directory starts its PostgreSQL (scripts/check-clone.sh)"
 scripts/check-clone.sh

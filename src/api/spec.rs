@@ -14,7 +14,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::http::Method;
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaApi, MetaResponses, Registry};
-use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
+use poem_openapi::{ApiResponse, LicenseObject, OpenApi, OpenApiService};
 
 use super::{ApiError, ErrorBody, account, auth, health, info, users};
 use crate::build_info;
@@ -51,6 +51,11 @@ impl<T: OpenApi> OpenApi for Documented<T> {
             if op.operation_id.is_some_and(|id| HASHING.contains(&id)) {
                 document_overload(&mut op.responses);
             }
+            // A public operation says so: one empty requirement is OpenAPI's "no security",
+            // where no `security` at all leaves a reader (and linters) guessing.
+            if op.security.is_empty() {
+                op.security.push(HashMap::new());
+            }
         }
         apis
     }
@@ -58,10 +63,34 @@ impl<T: OpenApi> OpenApi for Documented<T> {
     fn register(registry: &mut Registry) {
         T::register(registry);
         document_rules(registry);
+        document_nullable_refs(registry);
     }
 
     fn add_routes(self, route_table: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {
         self.0.add_routes(route_table);
+    }
+}
+
+/// An optional object field is `allOf: [$ref, {nullable}]` with `nullable` beside it, and
+/// OpenAPI 3.0 ignores `nullable` without a `type`: give it `type: object` and drop the
+/// inner `{nullable}`, so that the field reads "this object, or null" to every tool.
+fn document_nullable_refs(registry: &mut Registry) {
+    use poem_openapi::registry::MetaSchemaRef;
+
+    for schema in registry.schemas.values_mut() {
+        for (_, property) in &mut schema.properties {
+            let MetaSchemaRef::Inline(inline) = property else {
+                continue;
+            };
+            if !inline.nullable || !inline.ty.is_empty() || inline.all_of.is_empty() {
+                continue;
+            }
+            inline.ty = "object";
+            inline.all_of.retain(|part| {
+                !matches!(part, MetaSchemaRef::Inline(s) if s.nullable && s.ty.is_empty()
+                    && s.all_of.is_empty() && s.properties.is_empty())
+            });
+        }
     }
 }
 
@@ -268,7 +297,9 @@ pub(crate) fn service() -> OpenApiService<Documented<Apis>, ()> {
          To call the account operations here: register, log in, then press **Authorize** and \
          paste the `token` from the login response.",
     )
-    .license("MIT")
+    .license(LicenseObject::new("MIT").url("https://opensource.org/license/mit"))
+    // Relative: the spec describes the server that serves it, wherever it is reached.
+    .server("/")
 }
 
 /// The spec as pretty JSON, as committed in `openapi/openapi.json`.
