@@ -305,13 +305,17 @@ pub(super) fn plan_with(
     out
 }
 
-/// Versions in order, repeatable migrations (no version) after them, as Flyway's `info`.
+/// Versions in order, repeatable migrations (no version) after them, as Flyway's `info`;
+/// at the baseline's version, the file below the baseline before the baseline row.
 fn sort_lines(lines: &mut [Line]) {
-    lines.sort_by(|a, b| {
-        let va = Version::parse(&a.version).ok();
-        let vb = Version::parse(&b.version).ok();
-        (a.version.is_empty(), va).cmp(&(b.version.is_empty(), vb))
-    });
+    let key = |l: &Line| {
+        (
+            l.version.is_empty(),
+            Version::parse(&l.version).ok(),
+            l.state == State::Baseline,
+        )
+    };
+    lines.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
 /// Adds Flyway's repeatable migrations to `plan`: one never applied is pending, one whose
