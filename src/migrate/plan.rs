@@ -315,7 +315,7 @@ fn sort_lines(lines: &mut [Line]) {
             l.state == State::Baseline,
         )
     };
-    lines.sort_by(|a, b| key(a).cmp(&key(b)));
+    lines.sort_by_key(key);
 }
 
 /// Adds Flyway's repeatable migrations to `plan`: one never applied is pending, one whose
