@@ -119,7 +119,8 @@ pub(crate) enum Action {
     /// migrations in a scratch schema, compare with the live schema, and only if they are the
     /// same, repair the history. Exit 16 with a diff when they differ. A schema no history
     /// tracks (no table, or only a baseline) is compared with every version, and with
-    /// --baseline-on-migrate gets a baseline at the one it is.
+    /// --baseline-on-migrate gets a baseline at the one it is. Last, prints the exact row
+    /// count of every table, to compare with the source database after a dump and restore.
     Adopt(AdoptArgs),
 }
 
