@@ -24,7 +24,6 @@ mod scratch;
 mod script;
 mod source;
 mod split;
-mod untracked;
 mod version;
 
 use std::time::Duration;

@@ -12,7 +12,7 @@
 //! difference refuses the repair with [`MigrateError::SchemaDrift`] unless forced.
 //!
 //! The scratch build is [`super::scratch`]'s. A schema no history tracks yet (no table, or
-//! nothing but a baseline) is adopted by [`super::untracked`].
+//! nothing but a baseline) is adopted by [`untracked`].
 
 use std::fmt;
 use std::time::Duration;
@@ -23,7 +23,9 @@ use super::catalog::{self, Difference};
 use super::history::{self, BASELINE_DESCRIPTION, HistoryRow, Kind as HistoryKind, NewRow};
 use super::source::Migrations;
 use super::version::Version;
-use super::{MigrateError, flyway_key, lock, scratch, untracked};
+use super::{MigrateError, flyway_key, lock, scratch};
+
+mod untracked;
 
 /// How [`repair`] runs.
 #[derive(Debug, Clone)]

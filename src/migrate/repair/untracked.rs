@@ -13,11 +13,11 @@
 
 use sqlx::{Connection, PgConnection};
 
-use super::catalog::{self, Difference};
-use super::history::{HistoryRow, Kind};
-use super::repair::{Change, RepairOptions, RepairReport, render};
-use super::source::Migrations;
-use super::{MigrateError, scratch};
+use super::{Change, RepairOptions, RepairReport, render};
+use crate::migrate::catalog::{self, Difference};
+use crate::migrate::history::{HistoryRow, Kind};
+use crate::migrate::source::Migrations;
+use crate::migrate::{MigrateError, scratch};
 
 /// Whether the history tracks no migration: every row is Flyway's `SCHEMA` marker or a
 /// baseline (or there are no rows, or no table).
