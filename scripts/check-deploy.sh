@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline checks of the Dockerfile and deploy/, with no Docker engine and no cluster:
-#   render     both overlays with `kubectl kustomize`
+#   render     every overlay (dev, prod, external) with `kubectl kustomize`
 #   schema     kubernetes-validate --strict against recent Kubernetes schemas; cert-manager
 #              kinds (no schema offline) are the only ones allowed to skip
 #   checkov    --framework kubernetes on each rendered overlay and --framework dockerfile,
@@ -23,7 +23,7 @@ k8s_version=${K8S_VERSION:-1.37.0}
 # Custom resources whose schemas kubernetes-validate does not ship.
 allowed_unknown_kinds="ClusterIssuer Issuer Certificate"
 # Every third-party YAML reader here must see the same overlays.
-overlays=(dev prod)
+overlays=(dev prod external)
 
 missing=()
 for tool in kubectl kubernetes-validate checkov hadolint yamllint shellcheck python3 dash; do
@@ -111,6 +111,7 @@ check "checkov dockerfile" checkov --quiet --compact --skip-download --framework
 # ---- invariants of the rendered objects ----------------------------------------------------
 invariants() {
     python3 - "$1" "$work/$1.yaml" <<'PY'
+import ipaddress
 import re
 import sys
 
@@ -120,6 +121,8 @@ except ImportError:
     sys.exit("PyYAML is missing (it comes with checkov: run scripts/setup.sh)")
 
 env, path = sys.argv[1], sys.argv[2]
+# external: prod's settings, the app only, against a database outside the cluster.
+profile = {"dev": "dev", "prod": "prod", "external": "prod"}[env]
 docs = [d for d in yaml.safe_load_all(open(path)) if d]
 problems = []
 
@@ -154,8 +157,8 @@ for d in docs:
 config = next((c for c in find("ConfigMap") if c["metadata"]["name"].startswith("app-config-")), None)
 need(config is not None, "no generated app-config ConfigMap")
 config = (config or {}).get("data", {})
-need(config.get("APP_ENV") == env, f"app-config APP_ENV is {config.get('APP_ENV')!r}, not {env!r}")
-need(config.get("LOG_LEVEL") == {"dev": "debug", "prod": "info"}[env], f"LOG_LEVEL {config.get('LOG_LEVEL')!r}")
+need(config.get("APP_ENV") == profile, f"app-config APP_ENV is {config.get('APP_ENV')!r}, not {profile!r}")
+need(config.get("LOG_LEVEL") == {"dev": "debug", "prod": "info"}[profile], f"LOG_LEVEL {config.get('LOG_LEVEL')!r}")
 
 sealed = [c for c in find("ConfigMap") if c["metadata"]["name"].startswith("app-sealed-")]
 need(len(sealed) == 1 and "secrets.yaml" in sealed[0].get("data", {}), "no generated app-sealed ConfigMap with secrets.yaml")
@@ -192,7 +195,7 @@ for d in docs:
 
 app = one("Deployment", "app")
 pod = app.get("spec", {}).get("template", {}).get("spec", {})
-need(app.get("spec", {}).get("replicas") == {"dev": 1, "prod": 3}[env], f"app replicas {app.get('spec', {}).get('replicas')}")
+need(app.get("spec", {}).get("replicas") == {"dev": 1, "prod": 3, "external": 3}[env], f"app replicas {app.get('spec', {}).get('replicas')}")
 need([c["name"] for c in pod.get("initContainers", [])] == ["wait-db", "migrate"], "app init containers must be wait-db then migrate")
 need([c.get("args", [None])[0] for c in containers_of(pod)] == ["wait-db", "migrate", "serve"], "app roles must be wait-db, migrate, serve")
 images = {c["image"] for c in containers_of(pod)}
@@ -212,29 +215,66 @@ need(volumes.get("sealed", {}).get("configMap", {}).get("name", "").startswith("
 if env == "dev":
     need(all(c.get("imagePullPolicy") == "IfNotPresent" for c in containers_of(pod)), "dev: IfNotPresent (image loaded into Kind)")
     need(next(iter(images), "") == "discbaboons-app:dev", f"dev image {images}")
-else:
+elif env == "prod":
     need(len(pod.get("topologySpreadConstraints", [])) >= 1, "prod: topologySpreadConstraints")
-
-pg = one("StatefulSet", "postgres")
-pg_pod = pg.get("spec", {}).get("template", {}).get("spec", {})
-pg_main = next((c for c in pg_pod.get("containers", []) if c["name"] == "postgres"), {})
-pg_env = {e["name"]: e.get("value") for e in pg_main.get("env", [])}
-mounts = {m["name"]: m["mountPath"] for m in pg_main.get("volumeMounts", [])}
-need(pg_env.get("PGDATA", "").startswith(mounts.get("data", "?") + "/"), "PGDATA must be a subdirectory of the data volume")
-pg_volumes = {v["name"]: v for v in pg_pod.get("volumes", [])}
-need(pg_env.get("POSTGRES_PASSWORD_FILE", "").startswith(mounts.get("secrets", "?") + "/")
-     and pg_volumes.get("secrets", {}).get("emptyDir", {}).get("medium") == "Memory",
-     "POSTGRES_PASSWORD_FILE must be in the memory-backed secrets emptyDir")
-opener = (pg_pod.get("initContainers") or [{}])[0]
-need(opener.get("args", [])[:2] == ["seal", "open"] and opener.get("image") in images, "postgres password comes from `app seal open` in the app image")
-for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-    need(pg_main.get(probe, {}).get("exec", {}).get("command", [None])[0] == "pg_isready", f"postgres {probe} must be pg_isready")
-need(pg.get("spec", {}).get("volumeClaimTemplates"), "postgres needs a volume claim template")
-need(one("Service", "postgres").get("spec", {}).get("clusterIP") == "None", "postgres Service must be headless")
 
 policies = {p["metadata"]["name"]: p["spec"] for p in find("NetworkPolicy")}
 deny = policies.get("default-deny-all", {})
 need(deny.get("podSelector") == {} and sorted(deny.get("policyTypes", [])) == ["Egress", "Ingress"], "default-deny-all NetworkPolicy")
+
+
+def external_database():
+    """The app alone against a database outside the cluster: nothing of postgres rendered, the
+    app's egress only to the configured address range on APP_DATABASE__PORT, TLS on."""
+    for kind in ("StatefulSet", "Service", "ServiceAccount", "NetworkPolicy"):
+        need(not find(kind, "postgres"), f"external: {kind}/postgres must not be rendered")
+    need(not [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "postgres"],
+         "external: nothing labelled app.kubernetes.io/name=postgres")
+    need(config.get("APP_DATABASE__HOST") not in (None, "", "postgres"), "external: APP_DATABASE__HOST must name the external database")
+    need(config.get("APP_DATABASE__SSLMODE") in ("require", "verify-ca", "verify-full"),
+         f"external: the traffic leaves the cluster, APP_DATABASE__SSLMODE {config.get('APP_DATABASE__SSLMODE')!r} must be require, verify-ca or verify-full")
+    egress = policies.get("app", {}).get("egress", [])
+    need(len(egress) == 1, f"external: the app policy must have exactly one egress rule, the database, found {len(egress)}")
+    rule = egress[0] if egress else {}
+    peers = rule.get("to", [])
+    need(peers and all(set(p) == {"ipBlock"} for p in peers), "external: the database egress rule must use ipBlock peers only")
+    nets = []
+    for p in peers:
+        try:
+            nets.append(ipaddress.ip_network(p.get("ipBlock", {}).get("cidr", ""), strict=True))
+        except ValueError as e:
+            need(False, f"external: ipBlock cidr: {e}")
+    ports = rule.get("ports", [])
+    need([(p.get("protocol"), str(p.get("port"))) for p in ports] == [("TCP", str(config.get("APP_DATABASE__PORT")))],
+         f"external: the egress port must be TCP APP_DATABASE__PORT={config.get('APP_DATABASE__PORT')}, found {ports}")
+    try:
+        host = ipaddress.ip_address(config.get("APP_DATABASE__HOST", ""))
+    except ValueError:
+        host = None  # a name: the NetworkPolicy cannot check where it resolves
+    if host is not None:
+        need(any(host in n for n in nets), f"external: APP_DATABASE__HOST {host} is outside the egress CIDR {[str(n) for n in nets]}")
+
+
+if env == "external":
+    external_database()
+    pg = {}
+else:
+    pg = one("StatefulSet", "postgres")
+    pg_pod = pg.get("spec", {}).get("template", {}).get("spec", {})
+    pg_main = next((c for c in pg_pod.get("containers", []) if c["name"] == "postgres"), {})
+    pg_env = {e["name"]: e.get("value") for e in pg_main.get("env", [])}
+    mounts = {m["name"]: m["mountPath"] for m in pg_main.get("volumeMounts", [])}
+    need(pg_env.get("PGDATA", "").startswith(mounts.get("data", "?") + "/"), "PGDATA must be a subdirectory of the data volume")
+    pg_volumes = {v["name"]: v for v in pg_pod.get("volumes", [])}
+    need(pg_env.get("POSTGRES_PASSWORD_FILE", "").startswith(mounts.get("secrets", "?") + "/")
+         and pg_volumes.get("secrets", {}).get("emptyDir", {}).get("medium") == "Memory",
+         "POSTGRES_PASSWORD_FILE must be in the memory-backed secrets emptyDir")
+    opener = (pg_pod.get("initContainers") or [{}])[0]
+    need(opener.get("args", [])[:2] == ["seal", "open"] and opener.get("image") in images, "postgres password comes from `app seal open` in the app image")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        need(pg_main.get(probe, {}).get("exec", {}).get("command", [None])[0] == "pg_isready", f"postgres {probe} must be pg_isready")
+    need(pg.get("spec", {}).get("volumeClaimTemplates"), "postgres needs a volume claim template")
+    need(one("Service", "postgres").get("spec", {}).get("clusterIP") == "None", "postgres Service must be headless")
 
 if env == "prod":
     need(find("PodDisruptionBudget"), "prod: PodDisruptionBudget")

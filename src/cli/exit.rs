@@ -36,7 +36,9 @@ pub enum ExitCode {
     DatabaseAuth = 5,
 
     /// `migrate validate` (or the validation before `migrate`) found a mismatch: checksum,
-    /// description, a missing migration.
+    /// description, a missing migration. Also a non-empty schema without history, and
+    /// `adopt` on an untracked schema that it may only baseline with `--baseline-on-migrate`
+    /// (or that is empty).
     MigrationValidation = 10,
     /// A migration's SQL failed; it was rolled back and no history row was written.
     MigrationFailed = 11,
@@ -178,6 +180,9 @@ impl From<&MigrateError> for ExitCode {
             }
             MigrateError::Validation { .. }
             | MigrateError::NonEmptySchema { .. }
+            | MigrateError::BaselineNeeded { .. }
+            | MigrateError::NothingToAdopt { .. }
+            | MigrateError::NoHistory { .. }
             | MigrateError::BaselineRefused { .. } => ExitCode::MigrationValidation,
             MigrateError::FailedInHistory { .. } => ExitCode::MigrationHistoryFailed,
             MigrateError::Failed(_) => ExitCode::MigrationFailed,

@@ -37,6 +37,9 @@ Examples:
   app migrate adopt                    take over a database Flyway migrated from other files:
                                        build ours in a scratch schema, compare, then repair
   app migrate adopt --force            adopt even though the schema differs (diff is logged)
+  app migrate adopt --baseline-on-migrate
+                                       no history (or only a baseline): find the version the
+                                       schema is, record a baseline there
 
 Many replicas may run `app migrate` at once: they share Flyway's advisory lock (also with
 Flyway itself), wait for it at most --lock-timeout (migrate.lock_timeout, default 2m), and
@@ -114,8 +117,22 @@ pub(crate) enum Action {
     Repair(RepairArgs),
     /// Take over a database migrated from other files (by Flyway): build this binary's
     /// migrations in a scratch schema, compare with the live schema, and only if they are the
-    /// same, repair the history. Exit 16 with a diff when they differ.
-    Adopt(RepairArgs),
+    /// same, repair the history. Exit 16 with a diff when they differ. A schema no history
+    /// tracks (no table, or only a baseline) is compared with every version, and with
+    /// --baseline-on-migrate gets a baseline at the one it is. Last, prints the exact row
+    /// count of every table, to compare with the source database after a dump and restore.
+    Adopt(AdoptArgs),
+}
+
+/// Options of `app migrate adopt`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AdoptArgs {
+    #[command(flatten)]
+    pub repair: RepairArgs,
+    /// With no history (or only a baseline): record a baseline at the version the schema is
+    /// proven to be (Flyway's baselineOnMigrate, checked; also migrate.baseline_on_migrate).
+    #[arg(long)]
+    pub baseline_on_migrate: bool,
 }
 
 /// Options of `app migrate repair` and `app migrate adopt`.
@@ -208,10 +225,14 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         Some(Action::Repair(repair)) => {
-            run_repair(&mut conn, &migrations, repair, false, lock_timeout).await?
+            let opts = repair_options(repair, lock_timeout, false, false);
+            run_repair(&mut conn, &migrations, &opts).await?
         }
-        Some(Action::Adopt(repair)) => {
-            run_repair(&mut conn, &migrations, repair, true, lock_timeout).await?
+        Some(Action::Adopt(adopt)) => {
+            let baseline = adopt.baseline_on_migrate || settings.migrate.baseline_on_migrate;
+            let opts = repair_options(adopt.repair, lock_timeout, true, baseline);
+            run_repair(&mut conn, &migrations, &opts).await?;
+            print_row_counts(&mut conn).await?;
         }
     }
     // The lock is already released; closing says goodbye to the server politely.
@@ -219,21 +240,39 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_repair(
-    conn: &mut sqlx::PgConnection,
-    migrations: &Migrations,
+fn repair_options(
     args: RepairArgs,
-    adopt: bool,
     lock_timeout: Duration,
-) -> anyhow::Result<()> {
-    let opts = migrate::RepairOptions {
+    adopt: bool,
+    baseline_on_migrate: bool,
+) -> migrate::RepairOptions {
+    migrate::RepairOptions {
         lock_timeout,
         dry_run: args.dry_run,
         always_verify: adopt,
         force: args.force,
         drop_invalid_indexes: args.drop_invalid_indexes,
-    };
-    let report = migrate::repair(conn, migrations, &opts).await?;
+        baseline_on_migrate,
+    }
+}
+
+/// After `adopt`: every table of the schema with its exact row count, for comparing with
+/// the source database after a dump and restore (`docs/migrations.md`).
+async fn print_row_counts(conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+    let counts = migrate::row_counts(conn).await?;
+    println!("-- rows per table (compare with the source database):");
+    for (table, rows) in counts {
+        println!("{table}\t{rows}");
+    }
+    Ok(())
+}
+
+async fn run_repair(
+    conn: &mut sqlx::PgConnection,
+    migrations: &Migrations,
+    opts: &migrate::RepairOptions,
+) -> anyhow::Result<()> {
+    let report = migrate::repair(conn, migrations, opts).await?;
     if opts.dry_run {
         print_repair_dry_run(&report);
     } else if report.changes.is_empty() {

@@ -130,6 +130,39 @@ pub(super) async fn snapshot(
         .collect())
 }
 
+/// Every table of `schema` but Flyway's history, with its exact row count (`count(*)`, not
+/// the planner's estimate), by name: what a dump and restore must carry over unchanged.
+pub(super) async fn row_counts(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    // language=PostgreSQL
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select c.relname::text from pg_catalog.pg_class c
+          where c.relnamespace = to_regnamespace(quote_ident($1)) and c.relkind in ('r', 'p')
+            and not c.relispartition and c.relname <> $2
+          order by c.relname",
+    )
+    .bind(schema)
+    .bind(TABLE)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(tables.len());
+    for table in tables {
+        // language=PostgreSQL
+        let sql = format!(
+            "select count(*) from {}.{}",
+            super::history::quote_ident(schema),
+            super::history::quote_ident(&table)
+        );
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *conn)
+            .await?;
+        out.push((table, n));
+    }
+    Ok(out)
+}
+
 /// One way the live schema differs from the expected one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Difference {

@@ -73,11 +73,50 @@ pub enum MigrateError {
     },
     /// The schema has objects but no history: Flyway's "non-empty schema" refusal.
     #[error(
-        "schema \"{schema}\" is not empty but has no flyway_schema_history table: if it \
-         already holds the schema up to some version, record that with `app migrate baseline \
-         --version V` (or run with --baseline-on-migrate / migrate.baseline_on_migrate = true)"
+        "schema \"{schema}\" is not empty but has no flyway_schema_history table: if it is \
+         the schema these migrations build (the seed's database, say), `app migrate adopt \
+         --baseline-on-migrate` proves which version it is and records a baseline there; \
+         otherwise record the version it holds with `app migrate baseline --version V` (or \
+         run with --baseline-on-migrate / migrate.baseline_on_migrate = true, which records \
+         migrate.baseline_version, default 1, unchecked)"
     )]
     NonEmptySchema { schema: String },
+    /// `adopt` on a schema no history tracks proved its version, but recording a baseline
+    /// there was not allowed.
+    #[error(
+        "schema \"{schema}\" is tracked by no migration history{}, and it is exactly what \
+         this binary's migrations build up to version {version} ({script}): rerun with \
+         --baseline-on-migrate (or migrate.baseline_on_migrate = true) to record a baseline at \
+         version {version}, so that only newer migrations ever run. Check first that this is \
+         the database you mean to adopt",
+        baseline.as_deref().map_or_else(String::new, |b| format!(" (only a baseline at version {b})"))
+    )]
+    BaselineNeeded {
+        /// The live schema.
+        schema: String,
+        /// The version the schema was proven to be.
+        version: String,
+        /// The migration that version ends with.
+        script: String,
+        /// The version of the baseline already recorded, if any.
+        baseline: Option<String>,
+    },
+    /// `repair` on a schema without a history table.
+    #[error(
+        "schema \"{schema}\" has no flyway_schema_history table, so there is nothing to \
+         repair: `app migrate adopt --baseline-on-migrate` proves which version the schema is \
+         and records a baseline there (or record one yourself with `app migrate baseline \
+         --version V`)"
+    )]
+    NoHistory { schema: String },
+    /// `adopt` found nothing to adopt: the schema is empty.
+    #[error(
+        "nothing to adopt: schema \"{schema}\" holds no tables, views, sequences, functions \
+         or types of its own. If this is a new database, `app migrate` builds it; if you \
+         restored a dump into it, check that the restore succeeded and that \
+         APP_DATABASE__NAME (database.name) names the restored database"
+    )]
+    NothingToAdopt { schema: String },
     /// `baseline` on a history that already has rows.
     #[error("cannot baseline: {reason}")]
     BaselineRefused { reason: String },

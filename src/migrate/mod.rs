@@ -20,6 +20,7 @@ mod lock;
 mod placeholder;
 mod plan;
 mod repair;
+mod scratch;
 mod script;
 mod source;
 mod split;
@@ -563,6 +564,14 @@ async fn label(conn: &mut PgConnection) -> Result<(), MigrateError> {
             .await?;
     }
     Ok(())
+}
+
+/// Every table of the current schema but the history, with its exact row count, by name.
+pub(crate) async fn row_counts(
+    conn: &mut PgConnection,
+) -> Result<Vec<(String, i64)>, MigrateError> {
+    let schema = history::current_schema(conn).await?;
+    Ok(catalog::row_counts(conn, &schema).await?)
 }
 
 /// Parses a version given on the command line or in settings.

@@ -29,31 +29,44 @@ pub(crate) enum State {
     Future,
     /// Applied, older than this binary's latest migration, but no file for it.
     Missing,
-    /// In the history with `success = false`.
+    /// In the history with `success = false`, with a file.
     Failed,
+    /// Failed, and no file of this binary has its version (older than the latest).
+    FailedMissing,
+    /// Failed, and newer than every migration of this binary.
+    FailedFuture,
+    /// Applied, but after a higher version was (with `--out-of-order`): replaying the files
+    /// in order would not give the same result.
+    OutOfOrder,
     /// Not applied, yet older than the newest applied migration (out of order).
     Ignored,
     /// Applied once, then marked deleted by a `DELETE` row (`app migrate repair`, or Flyway's).
     Deleted,
     /// A repeatable migration whose file changed since it was applied: it runs again.
     Outdated,
+    /// An earlier run of a repeatable migration that ran again since.
+    Superseded,
 }
 
 impl State {
-    /// The word `info` prints.
+    /// What `info` prints: Flyway's display name of the state (`MigrationState`).
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            State::Applied => "applied",
-            State::Pending => "pending",
-            State::AboveTarget => "above target",
-            State::Baseline => "baseline",
-            State::BelowBaseline => "below baseline",
-            State::Future => "future",
-            State::Missing => "missing",
-            State::Failed => "failed",
-            State::Ignored => "ignored",
-            State::Deleted => "deleted",
-            State::Outdated => "outdated",
+            State::Applied => "Success",
+            State::Pending => "Pending",
+            State::AboveTarget => "Above Target",
+            State::Baseline => "Baseline",
+            State::BelowBaseline => "Below Baseline",
+            State::Future => "Future",
+            State::Missing => "Missing",
+            State::Failed => "Failed",
+            State::FailedMissing => "Failed (Missing)",
+            State::FailedFuture => "Failed (Future)",
+            State::OutOfOrder => "Out of Order",
+            State::Ignored => "Ignored",
+            State::Deleted => "Deleted",
+            State::Outdated => "Outdated",
+            State::Superseded => "Superseded",
         }
     }
 }
@@ -136,12 +149,24 @@ pub(super) fn plan_with(
     // version back out, as Flyway's `repair` and `undo` mean them to.
     let mut applied: BTreeMap<VersionKey, &HistoryRow> = BTreeMap::new();
     let mut baseline: Option<&HistoryRow> = None;
+    // Ranks of rows applied after a higher version was (Flyway's "Out of Order").
+    let mut out_of_order_ranks: Vec<i32> = Vec::new();
+    let mut highest: Option<Version> = None;
     // Rows a DELETE took out, for `info` to show as deleted.
     let mut deleted: Vec<&HistoryRow> = Vec::new();
     for row in history {
         let Some(version) = row.parsed_version() else {
             continue; // SCHEMA markers and repeatable migrations carry no version.
         };
+        if row.success && !row.kind.is_removal() {
+            if highest.as_ref().is_some_and(|h| version < *h) {
+                if !row.is_baseline() {
+                    out_of_order_ranks.push(row.installed_rank);
+                }
+            } else {
+                highest = Some(version.clone());
+            }
+        }
         if matches!(row.kind, Kind::Delete) {
             deleted.extend(applied.remove(&VersionKey(version)));
         } else if row.kind.is_removal() {
@@ -185,11 +210,19 @@ pub(super) fn plan_with(
                 continue;
             }
             let ok = check_applied(m, row, &mut out.problems);
-            out.lines.push(line_of(row, State::Applied, Some(ok)));
+            let state = if out_of_order_ranks.contains(&row.installed_rank) {
+                State::OutOfOrder
+            } else {
+                State::Applied
+            };
+            out.lines.push(line_of(row, state, Some(ok)));
             continue;
         }
+        // Flyway's order: below the baseline, above the target, then ignored.
         let state = if baseline_version.as_ref().is_some_and(|b| m.version <= *b) {
             State::BelowBaseline
+        } else if target.is_some_and(|t| m.version > *t) {
+            State::AboveTarget
         } else if !out_of_order && newest_applied.as_ref().is_some_and(|n| m.version < *n) {
             let ignored = ignore.ignores(Some(&m.version), Status::Ignored);
             let list = if ignored {
@@ -213,8 +246,6 @@ pub(super) fn plan_with(
                     .unwrap_or_default(),
             ));
             State::Ignored
-        } else if target.is_some_and(|t| m.version > *t) {
-            State::AboveTarget
         } else {
             out.pending.push(index);
             State::Pending
@@ -234,7 +265,11 @@ pub(super) fn plan_with(
         let future = latest_local.as_ref().is_none_or(|l| key.0 > *l);
         let state = if !row.success {
             out.failed.push(failed_row(row));
-            State::Failed
+            if future {
+                State::FailedFuture
+            } else {
+                State::FailedMissing
+            }
         } else if future {
             if ignore.ignores(Some(&key.0), Status::Future) {
                 out.future.push(key.0.to_string());
@@ -270,48 +305,65 @@ pub(super) fn plan_with(
     out
 }
 
-/// Versions in order, repeatable migrations (no version) after them, as Flyway's `info`.
+/// Versions in order, repeatable migrations (no version) after them, as Flyway's `info`;
+/// at the baseline's version, the file below the baseline before the baseline row.
 fn sort_lines(lines: &mut [Line]) {
-    lines.sort_by(|a, b| {
-        let va = Version::parse(&a.version).ok();
-        let vb = Version::parse(&b.version).ok();
-        (a.version.is_empty(), va).cmp(&(b.version.is_empty(), vb))
-    });
+    let key = |l: &Line| {
+        (
+            l.version.is_empty(),
+            Version::parse(&l.version).ok(),
+            l.state == State::Baseline,
+        )
+    };
+    lines.sort_by_key(key);
 }
 
 /// Adds Flyway's repeatable migrations to `plan`: one never applied is pending, one whose
 /// latest successful row has another checksum is outdated (both run again, after every
 /// versioned migration), one with the same checksum is applied. `repeatables` carry their
 /// effective checksum (placeholders replaced); rows are matched by description, as Flyway
-/// does. A repeatable row with no file is shown as missing, and tolerated as before.
+/// does. As in Flyway's `info`: earlier runs show as superseded, an outdated run is followed
+/// by the file's pending line, a failed run shows as failed, and a repeatable row with no
+/// file shows as missing (and is tolerated, as before).
 pub(super) fn plan_repeatables(plan: &mut Plan, repeatables: &[Migration], history: &[HistoryRow]) {
-    let mut latest: BTreeMap<&str, &HistoryRow> = BTreeMap::new();
+    let mut runs: BTreeMap<&str, Vec<&HistoryRow>> = BTreeMap::new();
     for row in history {
-        if row.version.is_none() && row.kind == Kind::Sql && row.success {
-            latest.insert(row.description.as_str(), row);
+        if row.version.is_none() && row.kind == Kind::Sql {
+            if row.success {
+                runs.entry(row.description.as_str()).or_default().push(row);
+            } else {
+                plan.lines.push(line_of(row, State::Failed, None));
+            }
         }
     }
+    let pending_line = |r: &Migration| Line {
+        version: String::new(),
+        description: r.description.clone(),
+        kind: Kind::Sql,
+        script: r.script.clone(),
+        installed_on: None,
+        state: State::Pending,
+        checksum_ok: None,
+    };
     for (index, r) in repeatables.iter().enumerate() {
-        let row = latest.remove(r.description.as_str());
-        let state = match row {
-            None => State::Pending,
-            Some(row) if row.checksum == Some(r.checksum) => State::Applied,
-            Some(_) => State::Outdated,
-        };
-        if state != State::Applied {
+        let rows = runs.remove(r.description.as_str()).unwrap_or_default();
+        let Some((latest, earlier)) = rows.split_last() else {
             plan.repeatable_pending.push(index);
+            plan.lines.push(pending_line(r));
+            continue;
+        };
+        for row in earlier {
+            plan.lines.push(line_of(row, State::Superseded, None));
         }
-        plan.lines.push(Line {
-            version: String::new(),
-            description: r.description.clone(),
-            kind: Kind::Sql,
-            script: r.script.clone(),
-            installed_on: row.map(|row| row.installed_on),
-            state,
-            checksum_ok: None,
-        });
+        if latest.checksum == Some(r.checksum) {
+            plan.lines.push(line_of(latest, State::Applied, None));
+        } else {
+            plan.repeatable_pending.push(index);
+            plan.lines.push(line_of(latest, State::Outdated, None));
+            plan.lines.push(pending_line(r));
+        }
     }
-    for row in latest.into_values() {
+    for row in runs.into_values().flatten() {
         plan.lines.push(line_of(row, State::Missing, None));
     }
     sort_lines(&mut plan.lines);
@@ -435,12 +487,42 @@ mod tests {
             states,
             [
                 ("a", State::Applied),
+                ("changed", State::Superseded),
                 ("changed", State::Outdated),
+                ("changed", State::Pending),
                 ("new", State::Pending),
                 ("same", State::Applied)
             ]
         );
         assert_eq!(p.repeatable_pending, [0, 1]);
+    }
+
+    #[test]
+    fn a_version_applied_after_a_higher_one_is_out_of_order_and_failed_rows_say_why() {
+        let m = migrations(&["V1__a.sql", "V2__b.sql", "V3__c.sql"]);
+        let history = [
+            row(1, "1", Kind::Sql, Some(&m.all()[0]), true),
+            row(2, "3", Kind::Sql, Some(&m.all()[2]), true),
+            row(3, "2", Kind::Sql, Some(&m.all()[1]), true),
+            row(4, "2.5", Kind::Sql, None, false),
+            row(5, "9", Kind::Sql, None, false),
+        ];
+        let p = plan(&m, &history, None);
+        let states: Vec<(&str, &str)> = p
+            .lines
+            .iter()
+            .map(|l| (l.version.as_str(), l.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("1", "Success"),
+                ("2", "Out of Order"),
+                ("2.5", "Failed (Missing)"),
+                ("3", "Success"),
+                ("9", "Failed (Future)")
+            ]
+        );
     }
 
     #[test]

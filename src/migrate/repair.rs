@@ -11,28 +11,21 @@
 //! scratch schema, and the catalog of that schema is compared with the live one. Any
 //! difference refuses the repair with [`MigrateError::SchemaDrift`] unless forced.
 //!
-//! Why a scratch *schema* rolled back with a savepoint, not a scratch database: the
-//! migrations name no schema (they follow `search_path`), a schema needs no `createdb`
-//! privilege, and a rolled-back savepoint cleans up on every path, even when the process is
-//! killed half-way (the server rolls the transaction back). The cost: statements PostgreSQL
-//! refuses in a transaction cannot run there; `create/drop index concurrently` is built
-//! without `concurrently` (the same index), the others change no schema object and are
-//! skipped. Extensions installed in another schema are not visible to the scratch build.
+//! The scratch build is [`super::scratch`]'s. A schema no history tracks yet (no table, or
+//! nothing but a baseline) is adopted by [`untracked`].
 
 use std::fmt;
 use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use super::catalog::{self, Difference, Origins, Snapshot};
-use super::history::{self, HistoryRow, Kind as HistoryKind, NewRow};
-use super::script::Kind;
+use super::catalog::{self, Difference};
+use super::history::{self, BASELINE_DESCRIPTION, HistoryRow, Kind as HistoryKind, NewRow};
 use super::source::Migrations;
 use super::version::Version;
-use super::{MigrateError, apply, flyway_key, lock};
+use super::{MigrateError, flyway_key, lock, scratch};
 
-/// Prefix of the scratch schema the expected schema is built in.
-const SCRATCH_PREFIX: &str = "app_adopt_";
+mod untracked;
 
 /// How [`repair`] runs.
 #[derive(Debug, Clone)]
@@ -47,6 +40,9 @@ pub(crate) struct RepairOptions {
     pub force: bool,
     /// Drop INVALID indexes (left by a failed `create index concurrently`).
     pub drop_invalid_indexes: bool,
+    /// `adopt` on a schema no history tracks: record a baseline at the version the schema
+    /// is proven to be, instead of refusing (Flyway's baselineOnMigrate, made safe).
+    pub baseline_on_migrate: bool,
 }
 
 /// One change to the history.
@@ -73,6 +69,16 @@ pub(crate) enum Change {
         version: String,
         /// The row that applied it.
         row: HistoryRow,
+    },
+    /// A schema no history tracked gets a baseline at the version it was proven to be
+    /// (`adopt --baseline-on-migrate`); an existing baseline row at another version is moved.
+    Baseline {
+        /// The existing baseline row: its rank and version.
+        old: Option<(i32, String)>,
+        /// The version proven.
+        version: String,
+        /// The migration that version ends with.
+        script: String,
     },
 }
 
@@ -116,6 +122,24 @@ impl fmt::Display for Change {
                 "version {version}: {} has no file: mark it deleted (append a DELETE row)",
                 row.script
             ),
+            Change::Baseline {
+                old: None,
+                version,
+                script,
+            } => write!(
+                f,
+                "version {version}: record a baseline (the schema is what the migrations \
+                 build up to {script})"
+            ),
+            Change::Baseline {
+                old: Some((_, old)),
+                version,
+                script,
+            } => write!(
+                f,
+                "version {version}: move the baseline {old} -> {version} (the schema is what \
+                 the migrations build up to {script})"
+            ),
         }
     }
 }
@@ -154,14 +178,6 @@ pub(crate) async fn repair(
 ) -> Result<RepairReport, MigrateError> {
     super::label(conn).await?;
     let schema = history::current_schema(conn).await?;
-    if !history::exists(conn, &schema).await? {
-        return Err(MigrateError::BaselineRefused {
-            reason: format!(
-                "schema \"{schema}\" has no flyway_schema_history table, so there is nothing \
-                 to repair or adopt: record an existing schema with `app migrate baseline`"
-            ),
-        });
-    }
     if opts.dry_run {
         return repair_locked(conn, &schema, migrations, opts).await;
     }
@@ -181,24 +197,58 @@ async fn repair_locked(
     opts: &RepairOptions,
 ) -> Result<RepairReport, MigrateError> {
     let mut tx = conn.begin().await?;
-    let rows = history::read(&mut tx, schema).await?;
-    let changes = plan_changes(migrations, &rows);
+    let exists = history::exists(&mut tx, schema).await?;
+    let rows = if exists {
+        history::read(&mut tx, schema).await?
+    } else {
+        Vec::new()
+    };
+    let mut report = if opts.always_verify && untracked::is_untracked(&rows) {
+        untracked::adopt(&mut tx, schema, migrations, &rows, opts).await?
+    } else if !exists {
+        return Err(MigrateError::NoHistory {
+            schema: schema.to_owned(),
+        });
+    } else {
+        verified_repair(&mut tx, schema, migrations, &rows, opts).await?
+    };
+    if opts.dry_run {
+        tx.rollback().await?;
+    } else {
+        for change in &report.changes {
+            write_change(&mut tx, schema, change).await?;
+            tracing::info!(schema, "repaired: {change}");
+        }
+        tx.commit().await?;
+    }
+    indexes(conn, schema, opts, &mut report).await?;
+    Ok(report)
+}
+
+/// Repair of a tracked history: plans the changes and, before any checksum is realigned (or
+/// always, for `adopt`), proves the schema.
+async fn verified_repair(
+    tx: &mut PgConnection,
+    schema: &str,
+    migrations: &Migrations,
+    rows: &[HistoryRow],
+    opts: &RepairOptions,
+) -> Result<RepairReport, MigrateError> {
     let mut report = RepairReport {
         schema: schema.to_owned(),
-        changes,
+        changes: plan_changes(migrations, rows),
         verified: false,
         differences: Vec::new(),
         invalid_indexes: Vec::new(),
         dropped_invalid_indexes: false,
     };
     if opts.always_verify || report.changes.iter().any(Change::realigns_checksum) {
-        let up_to = applied_up_to(&rows, &report.changes);
-        let differences = verify(&mut tx, schema, migrations, up_to.as_ref()).await?;
+        let up_to = applied_up_to(rows, &report.changes);
+        let differences = verify(tx, schema, migrations, up_to.as_ref()).await?;
         report.verified = true;
         if !differences.is_empty() {
             let text = render(&differences);
             if !opts.force && !opts.dry_run {
-                tx.rollback().await?;
                 return Err(MigrateError::SchemaDrift {
                     schema: schema.to_owned(),
                     version: up_to.map_or_else(|| "none".into(), |v| v.to_string()),
@@ -214,15 +264,16 @@ async fn repair_locked(
         }
         report.differences = differences;
     }
-    if opts.dry_run {
-        tx.rollback().await?;
-    } else {
-        for change in &report.changes {
-            write_change(&mut tx, schema, change).await?;
-            tracing::info!(schema, "repaired: {change}");
-        }
-        tx.commit().await?;
-    }
+    Ok(report)
+}
+
+/// Names the INVALID indexes of `schema` in the report, and drops them when asked.
+async fn indexes(
+    conn: &mut PgConnection,
+    schema: &str,
+    opts: &RepairOptions,
+    report: &mut RepairReport,
+) -> Result<(), MigrateError> {
     report.invalid_indexes = invalid_indexes(conn, schema).await?;
     if opts.drop_invalid_indexes && !opts.dry_run {
         for index in &report.invalid_indexes {
@@ -247,7 +298,7 @@ async fn repair_locked(
             );
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// The repairs the history needs, as Flyway's `repair` makes them: failed rows first, then
@@ -337,83 +388,32 @@ async fn verify(
     migrations: &Migrations,
     up_to: Option<&Version>,
 ) -> Result<Vec<Difference>, MigrateError> {
-    let scratch = format!("{SCRATCH_PREFIX}{:016x}", rand::random::<u64>());
+    let Some(up_to) = up_to else {
+        // Nothing applied: the expected schema is empty.
+        let mut sp = tx.begin().await?;
+        let found = catalog::snapshot(&mut sp, schema).await;
+        sp.rollback().await?;
+        return Ok(catalog::diff(
+            &Default::default(),
+            &found?,
+            &Default::default(),
+        ));
+    };
     let mut sp = tx.begin().await?;
-    let result = build_and_compare(&mut sp, schema, &scratch, migrations, up_to).await;
+    let result = async {
+        let steps = scratch::build(&mut sp, &scratch::name(), migrations, Some(up_to)).await?;
+        let found = catalog::snapshot(&mut sp, schema).await?;
+        Ok::<_, MigrateError>(match steps.last() {
+            Some(last) => catalog::diff(&last.snapshot, &found, &last.origins),
+            None => catalog::diff(&Default::default(), &found, &Default::default()),
+        })
+    }
+    .await;
     // On every path: the scratch schema and the search_path change go with the savepoint.
     let rolled_back = sp.rollback().await;
     let differences = result?;
     rolled_back?;
     Ok(differences)
-}
-
-async fn build_and_compare(
-    conn: &mut PgConnection,
-    schema: &str,
-    scratch: &str,
-    migrations: &Migrations,
-    up_to: Option<&Version>,
-) -> Result<Vec<Difference>, MigrateError> {
-    // language=PostgreSQL
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "create schema {}",
-        history::quote_ident(scratch)
-    )))
-    .execute(&mut *conn)
-    .await?;
-    let mut expected = Snapshot::new();
-    let mut origins = Origins::default();
-    for m in migrations
-        .all()
-        .iter()
-        .filter(|m| up_to.is_some_and(|u| m.version <= *u))
-    {
-        // Each migration's statements see only the scratch schema (and pg_catalog).
-        // language=PostgreSQL
-        sqlx::query("select set_config('search_path', quote_ident($1), true)")
-            .bind(scratch)
-            .execute(&mut *conn)
-            .await?;
-        for (stmt, kind) in m.statements.iter().zip(&m.kinds) {
-            let Some(sql) = scratch_sql(&stmt.sql, *kind) else {
-                tracing::debug!(script = %m.script, line = stmt.line, "not run in the scratch schema");
-                continue;
-            };
-            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
-                return Err(apply::failure(
-                    m,
-                    stmt,
-                    e,
-                    "while building the expected schema in a scratch schema for comparison \
-                     (rolled back; the live schema and its history are unchanged)",
-                ));
-            }
-        }
-        let after = catalog::snapshot(conn, scratch).await?;
-        origins.record(&expected, &after, &m.script);
-        expected = after;
-    }
-    let found = catalog::snapshot(conn, schema).await?;
-    Ok(catalog::diff(&expected, &found, &origins))
-}
-
-/// The statement as the scratch build runs it, or `None` to skip it.
-fn scratch_sql(sql: &str, kind: Kind) -> Option<String> {
-    match kind {
-        Kind::Transactional | Kind::AddEnumValue => Some(sql.to_owned()),
-        Kind::NonTransactional("create/drop index concurrently") => {
-            // The same index without `concurrently`, which a transaction allows.
-            let at = sql.to_ascii_lowercase().find("concurrently")?;
-            Some(format!(
-                "{}{}",
-                &sql[..at],
-                &sql[at + "concurrently".len()..]
-            ))
-        }
-        // vacuum, reindex, alter system, databases, tablespaces, subscriptions, discard:
-        // nothing in the schema to compare, and nothing that should run twice.
-        Kind::NonTransactional(_) => None,
-    }
 }
 
 /// The differences, one per line, for messages.
@@ -471,6 +471,34 @@ async fn write_change(
                 success: row.success,
             };
             history::insert(conn, schema, &new).await?;
+        }
+        Change::Baseline {
+            old: Some((installed_rank, _)),
+            version,
+            ..
+        } => {
+            // language=PostgreSQL
+            let sql = format!("update {table} set version = $1 where installed_rank = $2");
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(version)
+                .bind(*installed_rank)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Change::Baseline {
+            old: None, version, ..
+        } => {
+            history::create(conn, schema).await?;
+            let row = NewRow {
+                version,
+                description: BASELINE_DESCRIPTION,
+                kind: HistoryKind::Baseline,
+                script: BASELINE_DESCRIPTION,
+                checksum: None,
+                execution_time: 0,
+                success: true,
+            };
+            history::insert(conn, schema, &row).await?;
         }
     }
     Ok(())
@@ -579,18 +607,5 @@ mod tests {
             "{changes:#?}"
         );
         assert!(!changes[0].realigns_checksum());
-    }
-
-    #[test]
-    fn concurrently_is_dropped_for_the_scratch_build_only_where_it_is_safe() {
-        let k = Kind::NonTransactional("create/drop index concurrently");
-        assert_eq!(
-            scratch_sql("create index CONCURRENTLY i on t (c)", k).as_deref(),
-            Some("create index  i on t (c)")
-        );
-        assert_eq!(
-            scratch_sql("vacuum t", Kind::NonTransactional("vacuum")),
-            None
-        );
     }
 }

@@ -11,7 +11,7 @@ use std::process::Output;
 /// whose V2..V5 checksums are not ours (the seed's own files differ byte for byte), and a V1
 /// we have no file for: applied as SQL (`V1__create_users_table.sql`, Week 3 Day 4) or, after
 /// the seed's "baseline conflict" lesson, as Flyway's baseline.
-fn prepare_like_seed(db: &TestDb<'_>, v1_as_baseline: bool) {
+pub(super) fn prepare_like_seed(db: &TestDb<'_>, v1_as_baseline: bool) {
     let out = migrate(db, &[]);
     assert!(out.status.success(), "{}", output_text(&out));
     // Two steps: the primary key is checked row by row.
@@ -109,13 +109,33 @@ fn the_seed_history_is_refused_naming_repair_then_repaired_and_adopted() {
         let out = migrate(&db, &["validate"]);
         assert!(out.status.success(), "{case}: {}", output_text(&out));
         let info = stdout(&migrate(&db, &["info"]));
-        assert_eq!(info.contains("deleted"), !v1_as_baseline, "{case}: {info}");
+        assert_eq!(
+            info.contains("| Deleted "),
+            !v1_as_baseline,
+            "{case}: {info}"
+        );
         assert!(!info.contains("MISMATCH"), "{case}: {info}");
         // The data is untouched, and a second repair has nothing to do.
         assert_eq!(db.psql("select count(*) from user_profiles"), "3");
         let out = migrate(&db, &["repair"]);
         assert!(output_text(&out).contains("needs no repair"), "{case}");
         assert_eq!(history(&db).len(), rows.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_and_reads_a_user_after_adopt_and_after_repair() {
+    for (v1_as_baseline, command) in [(false, "adopt"), (true, "repair")] {
+        let db = Cluster::shared().create_db();
+        prepare_like_seed(&db, v1_as_baseline);
+        let case = format!("V1 as baseline: {v1_as_baseline}, {command}");
+        let out = migrate(&db, &[command]);
+        assert!(out.status.success(), "{case}: {}", output_text(&out));
+        // The init container's `app migrate`, then the main container.
+        let out = migrate(&db, &[]);
+        assert!(out.status.success(), "{case}: {}", output_text(&out));
+        let alice = serve_reads_user(&db, "alice").await;
+        assert_eq!(alice["user_profiles"]["location"], "Seattle, WA", "{case}");
     }
 }
 
@@ -403,6 +423,13 @@ fn out_of_order_applies_an_older_pending_version_instead_of_refusing_it() {
     assert_eq!(db.psql("select to_regclass('two') is not null"), "t");
     let rows = history(&db);
     assert!(rows[2].starts_with("2|two|SQL|V2__two.sql|"), "{rows:#?}");
+    // Applied after version 3: Flyway's info calls it "Out of Order".
+    let info = stdout(&migrate(&db, &["--location", location, "info"]));
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("| 2 ") && l.contains("| Out of Order ")),
+        "{info}"
+    );
 
     // The setting does the same; nothing is left to apply, and validate passes.
     let out = app()

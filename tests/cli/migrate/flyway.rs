@@ -62,7 +62,7 @@ fn a_missing_v1_passes_validate_and_migrate_when_a_pattern_ignores_it() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         text.lines()
-            .any(|l| l.contains("| 1 ") && l.contains("missing")),
+            .any(|l| l.contains("| 1 ") && l.contains("| Missing ")),
         "{text}"
     );
 }
@@ -211,15 +211,19 @@ fn without_placeholder_replacement_the_text_runs_as_written() {
     assert_eq!(db.psql("select s from t"), "${kept}");
 }
 
-/// `info`'s state for the repeatable migration described as `description`.
+/// `info`'s states of the lines of the repeatable migration described as `description`, in
+/// order, comma-separated (Flyway shows every run, and the file again when it is pending).
 fn info_state(db: &TestDb<'_>, location: &str, description: &str) -> String {
     let out = migrate(db, &["--location", location, "info"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
+    let states: Vec<String> = text
+        .lines()
         .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
-        .find(|cells| cells.len() > 5 && cells[1].is_empty() && cells[2] == description)
+        .filter(|cells| cells.len() > 5 && cells[1].is_empty() && cells[2] == description)
         .map(|cells| cells[5].to_owned())
-        .unwrap_or_else(|| panic!("{description} not in info: {text}"))
+        .collect();
+    assert!(!states.is_empty(), "{description} not in info: {text}");
+    states.join(", ")
 }
 
 #[test]
@@ -231,7 +235,7 @@ fn repeatables_run_after_the_versioned_ones_and_again_when_their_checksum_change
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
     let location = dir.path().to_str().unwrap();
-    assert_eq!(info_state(&db, location, "item views"), "pending");
+    assert_eq!(info_state(&db, location, "item views"), "Pending");
 
     let out = migrate(&db, &["--location", location]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -268,7 +272,7 @@ fn repeatables_run_after_the_versioned_ones_and_again_when_their_checksum_change
         )
     );
     assert_eq!(db.psql("select item_count()"), "1");
-    assert_eq!(info_state(&db, location, "item views"), "applied");
+    assert_eq!(info_state(&db, location, "item views"), "Success");
 
     // Unchanged: nothing runs again.
     let out = migrate(&db, &["--location", location]);
@@ -281,7 +285,7 @@ fn repeatables_run_after_the_versioned_ones_and_again_when_their_checksum_change
         "create or replace view item_names as select name, id from items;\n",
     )
     .unwrap();
-    assert_eq!(info_state(&db, location, "item views"), "outdated");
+    assert_eq!(info_state(&db, location, "item views"), "Outdated, Pending");
     let out = migrate(&db, &["--location", location]);
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
@@ -293,7 +297,10 @@ fn repeatables_run_after_the_versioned_ones_and_again_when_their_checksum_change
     assert_eq!(after.len(), 4, "{after:#?}");
     assert!(after[3].starts_with("null|item views|SQL|R__item_views.sql|"));
     assert_eq!(db.psql("select count(*) from item_names where id = 1"), "1");
-    assert_eq!(info_state(&db, location, "item views"), "applied");
+    assert_eq!(
+        info_state(&db, location, "item views"),
+        "Superseded, Success"
+    );
     assert!(
         migrate(&db, &["--location", location, "validate"])
             .status
@@ -343,4 +350,97 @@ fn sql_callbacks_run_when_flyway_runs_them_and_write_no_history() {
     assert_eq!(out.status.code(), Some(11), "{}", output_text(&out));
     assert_eq!(log(&db)[8..], ["beforeMigrate", "afterMigrateError"]);
     assert_eq!(history(&db).len(), 2);
+}
+
+/// `info`'s state per version (repeatables: per description), in order.
+fn info_states(db: &TestDb<'_>, location: &str, args: &[&str]) -> Vec<(String, String)> {
+    let mut all = vec!["--location", location, "info"];
+    all.extend(args);
+    let out = migrate(db, &all);
+    assert!(out.status.success(), "{}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .filter(|cells| cells.len() > 5 && cells[1] != "Version")
+        .map(|cells| {
+            let key = if cells[1].is_empty() {
+                cells[2]
+            } else {
+                cells[1]
+            };
+            (key.to_owned(), cells[5].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn info_shows_every_state_flyway_shows_with_its_names() {
+    let db = Cluster::shared().create_db();
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().to_str().unwrap();
+    let write = |name: &str, sql: &str| std::fs::write(dir.path().join(name), sql).unwrap();
+    write("V1__a.sql", "create table a (id int);");
+    write("V3__c.sql", "create table c (id int);");
+    write("R__r.sql", "create or replace view r as select 1 as x;");
+    assert!(migrate(&db, &["--location", location]).status.success());
+    // A late branch applied out of order, and the repeatable changed: it runs again.
+    write("V2__b.sql", "create table b (id int);");
+    write("R__r.sql", "create or replace view r as select 2 as x;");
+    let out = migrate(&db, &["--location", location, "--out-of-order"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    // Changed again, not applied yet; files below the baseline, failed, ignored, pending and
+    // above the target; rows without files, failed and deleted.
+    write("R__r.sql", "create or replace view r as select 3 as x;");
+    write("V0_1__z.sql", "select 1;");
+    write("V2_2__f.sql", "select 1;");
+    write("V2_5__i.sql", "select 1;");
+    write("V4__d.sql", "select 1;");
+    write("V5__e.sql", "select 1;");
+    db.psql(
+        "insert into flyway_schema_history values
+           (100, '0.5', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', null,
+            'u', now(), 0, true),
+           (101, '1.5', 'gone', 'SQL', 'V1_5__gone.sql', 1, 'u', now(), 0, true),
+           (102, '1.6', 'gone failed', 'SQL', 'V1_6__gone_failed.sql', 1, 'u', now(), 0, false),
+           (103, '1.7', 'deleted', 'SQL', 'V1_7__deleted.sql', 1, 'u', now(), 0, true),
+           (104, '1.7', 'deleted', 'DELETE', 'V1_7__deleted.sql', 1, 'u', now(), 0, true),
+           (105, '2.2', 'f', 'SQL', 'V2_2__f.sql', 1, 'u', now(), 0, false)",
+    );
+    let states = info_states(&db, location, &["--target", "4"]);
+    let expected = [
+        ("0.1", "Below Baseline"),
+        ("0.5", "Baseline"),
+        ("1", "Success"),
+        ("1.5", "Missing"),
+        ("1.6", "Failed (Missing)"),
+        ("1.7", "Deleted"),
+        ("2", "Out of Order"),
+        ("2.2", "Failed"),
+        ("2.5", "Ignored"),
+        ("3", "Success"),
+        ("4", "Pending"),
+        ("5", "Above Target"),
+        ("r", "Superseded"),
+        ("r", "Outdated"),
+        ("r", "Pending"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(states, expected);
+
+    // Rows newer than every file: future, succeeded or failed.
+    db.psql(
+        "insert into flyway_schema_history values
+           (106, '9', 'newer', 'SQL', 'V9__newer.sql', 1, 'u', now(), 0, true),
+           (107, '10', 'newer failed', 'SQL', 'V10__newer_failed.sql', 1, 'u', now(), 0, false)",
+    );
+    let states = info_states(&db, location, &[]);
+    let tail: Vec<&str> = states
+        .iter()
+        .filter(|(k, _)| k == "9" || k == "10")
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert_eq!(tail, ["Future", "Failed (Future)"]);
 }

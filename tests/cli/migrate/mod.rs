@@ -7,13 +7,15 @@ mod adopt;
 mod concurrency;
 mod failures;
 mod flyway;
+mod r#move;
 mod schema;
+mod untracked;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::support::{TestDb, fixture, migrate, spawn_migrate};
+pub use crate::support::{Served, TestDb, fixture, migrate, spawn_migrate};
 
 /// The repository's migrations directory.
 pub fn migrations_dir() -> PathBuf {
@@ -150,4 +152,26 @@ pub fn options(lock_timeout: Duration) -> app::migrate::MigrateOptions {
         ignore_patterns: Default::default(),
         placeholders: Default::default(),
     }
+}
+
+/// Starts `app serve` on `db` as the main container would after the init containers, waits
+/// for `/ready` and reads `GET /api/users/{username}`: the schema is one the server accepts
+/// and the data is there. Returns the user's JSON.
+pub async fn serve_reads_user(db: &TestDb<'_>, username: &str) -> serde_json::Value {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut served = Served::start(db, &[]);
+    served.wait_ready(&client, Duration::from_secs(30)).await;
+    let reply = client
+        .get(served.url(&format!("/api/users/{username}")))
+        .send()
+        .await
+        .expect("GET /api/users/{username}");
+    let status = reply.status().as_u16();
+    let body: serde_json::Value = reply.json().await.expect("a JSON body");
+    assert_eq!(status, 200, "{body}: {}", served.log_text());
+    assert_eq!(body["data"]["username"], username, "{body}");
+    body["data"].clone()
 }
