@@ -233,6 +233,23 @@ pub struct SealedSettings {
     pub file: PathBuf,
     /// Every file in this directory is an age identity (a Secret volume in the pod).
     pub identity_dir: PathBuf,
+    /// The context every sealed value must be bound to, e.g. `discbaboons/prod`: the
+    /// deployment says where it is, the file does not. By default `discbaboons/` and `env`.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// The application part of the default sealed context (`discbaboons/dev`, `discbaboons/prod`),
+/// the contexts `docs/secrets.md` has `app seal set --context` write.
+pub(crate) const CONTEXT_APP: &str = "discbaboons";
+
+impl SealedSettings {
+    /// The context values must be bound to: `sealed.context`, else `discbaboons/<env>`.
+    pub(crate) fn context_for(&self, env: Environment) -> String {
+        self.context
+            .clone()
+            .unwrap_or_else(|| format!("{CONTEXT_APP}/{}", env.as_str()))
+    }
 }
 
 /// Schema migrations.
@@ -329,6 +346,7 @@ impl Default for Settings {
             sealed: SealedSettings {
                 file: "/etc/app/sealed/secrets.yaml".into(),
                 identity_dir: "/etc/app/identity".into(),
+                context: None,
             },
             migrate: MigrateSettings {
                 lock_timeout: Duration::from_secs(120),
@@ -430,6 +448,8 @@ pub(crate) fn load(sources: &Sources<'_>) -> anyhow::Result<Loaded> {
         }
     }
 
+    // `app config` shows the context in effect, whichever way it was chosen.
+    settings.sealed.context = Some(settings.sealed.context_for(settings.env));
     settings.validate()?;
     Ok(Loaded { settings, warnings })
 }

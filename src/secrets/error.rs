@@ -33,6 +33,22 @@ pub enum SealedError {
         #[source]
         error: ValueError,
     },
+    /// The sealed file was written for another context than the one this deployment expects
+    /// (`sealed.context`): another environment's file was mounted.
+    #[error(
+        "sealed file {file} was sealed for context {found}, but this deployment expects \
+         {expected} (sealed.context / APP_SEALED__CONTEXT, by default discbaboons/ and APP_ENV): \
+         mount {expected}'s own sealed file (the app-sealed ConfigMap of that overlay); if the \
+         deployment is wrong instead, fix APP_ENV or APP_SEALED__CONTEXT in its ConfigMap"
+    )]
+    WrongContext {
+        /// The sealed file.
+        file: PathBuf,
+        /// The context the file says it was sealed for.
+        found: String,
+        /// The context the deployment expects.
+        expected: String,
+    },
     /// The key is not in the sealed file.
     #[error("sealed file {file} has no key {key} (present: {present})")]
     KeyMissing {

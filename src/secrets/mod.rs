@@ -56,6 +56,16 @@ pub(crate) fn open_mounted(
         };
     }
     let file = SealedFile::read(&sealed.file)?;
+    // The deployment says which context it expects; the file only claims one. Each value's
+    // binding is then checked against it too (a value pasted in from another file).
+    let expected = sealed.context_for(env);
+    if file.context != expected {
+        return Err(SealedError::WrongContext {
+            file: sealed.file.clone(),
+            found: file.context.clone(),
+            expected,
+        });
+    }
     let identities = Identities::load(
         std::slice::from_ref(&sealed.identity_dir),
         Passphrase::Refuse,
@@ -154,6 +164,7 @@ mod tests {
         SealedSettings {
             file: dir.join("secrets.yaml"),
             identity_dir: dir.join("identity"),
+            context: None,
         }
     }
 
@@ -168,6 +179,36 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_not_the_file_decides_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sealed = settings_for(dir.path());
+        std::fs::create_dir(&sealed.identity_dir).unwrap();
+        let id = identity::generate("t");
+        identity::write_private(&sealed.identity_dir.join("id"), &id.file_text).unwrap();
+        let entry = RecipientEntry::parse(&id.recipient, None).unwrap();
+        let mut file = SealedFile::new("discbaboons/dev", vec![entry]).unwrap();
+        set_values(&mut file, &[("JWT_SECRET".into(), "j".into())]).unwrap();
+        file.write(&sealed.file).unwrap();
+
+        assert!(open_mounted(&sealed, Environment::Dev).is_ok());
+        let err = open_mounted(&sealed, Environment::Prod).unwrap_err();
+        match &err {
+            SealedError::WrongContext {
+                found, expected, ..
+            } => assert_eq!(
+                (&found[..], &expected[..]),
+                ("discbaboons/dev", "discbaboons/prod")
+            ),
+            other => panic!("{other}"),
+        }
+        // An explicit setting wins over the environment's default.
+        sealed.context = Some("discbaboons/dev".into());
+        assert!(open_mounted(&sealed, Environment::Prod).is_ok());
+        sealed.context = Some("elsewhere/dev".into());
+        assert!(open_mounted(&sealed, Environment::Dev).is_err());
+    }
+
+    #[test]
     fn mounted_file_loads_and_rekey_moves_to_new_keys() {
         let dir = tempfile::tempdir().unwrap();
         let sealed = settings_for(dir.path());
@@ -177,7 +218,7 @@ mod tests {
         identity::write_private(&sealed.identity_dir.join("old"), &old.file_text).unwrap();
 
         let entry = |r: &str| RecipientEntry::parse(r, None).unwrap();
-        let mut file = SealedFile::new("app/prod", vec![entry(&old.recipient)]).unwrap();
+        let mut file = SealedFile::new("discbaboons/prod", vec![entry(&old.recipient)]).unwrap();
         set_values(&mut file, &[("JWT_SECRET".into(), "j".into())]).unwrap();
         file.write(&sealed.file).unwrap();
         let mounted = open_mounted(&sealed, Environment::Prod).unwrap();
