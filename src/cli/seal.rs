@@ -13,8 +13,8 @@ pub(super) use args::*;
 
 use super::exit::{ExitCode, coded};
 use crate::secrets::{
-    self, Identities, Passphrase, RecipientEntry, SealedError, SealedFile, identity, recipient,
-    tmpfs, value,
+    self, Exposed, Identities, Passphrase, RecipientEntry, SealedError, SealedFile, identity,
+    recipient, tmpfs, value,
 };
 
 pub(super) const EXAMPLES: &str = "\
@@ -194,7 +194,7 @@ fn list(path: &Path) -> anyhow::Result<()> {
 
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity)?;
+    let identities = load_identities(&args.identity, Exposed::Warn)?;
     let mut first_error = None;
     let results = secrets::open_all(&file, &args.file, &identities);
     let total = results.len();
@@ -222,7 +222,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 
 fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
     let mut file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity)?;
+    let identities = load_identities(&args.identity, Exposed::Warn)?;
     let recipients = recipient_entries(&args.recipients)?;
     let count = recipients.len();
     secrets::rekey(&mut file, &args.file, &identities, recipients)?;
@@ -237,7 +237,7 @@ fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
 
 fn get(args: GetArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity)?;
+    let identities = load_identities(&args.identity, Exposed::Warn)?;
     let value = secrets::open_one(&file, &args.file, &args.key, &identities)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(value.expose().as_bytes())?;
@@ -250,7 +250,8 @@ fn get(args: GetArgs) -> anyhow::Result<()> {
 
 fn open(args: OpenArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity)?;
+    tmpfs::check_mode(args.mode)?;
+    let identities = load_identities(&args.identity, Exposed::Refuse)?;
     let keys: Vec<String> = if args.keys.is_empty() {
         file.values.keys().cloned().collect()
     } else {
@@ -266,8 +267,10 @@ fn open(args: OpenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_identities(args: &IdentityArgs) -> anyhow::Result<Identities> {
-    let identities = Identities::load(&args.identities, Passphrase::Prompt)?;
+/// The identities of `-i`. On a laptop (`verify`, `rekey`, `get`) a key others can read is a
+/// warning; `open`, which runs in the pods, refuses it as the prod pods' loading does.
+fn load_identities(args: &IdentityArgs, exposed: Exposed) -> anyhow::Result<Identities> {
+    let identities = Identities::load(&args.identities, Passphrase::Prompt, exposed)?;
     for warning in &identities.warnings {
         tracing::warn!("{warning}");
     }

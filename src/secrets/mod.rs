@@ -20,7 +20,7 @@ use std::path::Path;
 pub(crate) use binding::Binding;
 pub(crate) use error::{SealedError, ValueError};
 pub use file::SealedFile;
-pub(crate) use identity::{Identities, Passphrase};
+pub(crate) use identity::{Exposed, Identities, Passphrase};
 pub use recipient::{RecipientEntry, Recipients};
 
 use crate::config::{Environment, SealedSettings, SealedValues, SecretString};
@@ -30,7 +30,7 @@ use crate::config::{Environment, SealedSettings, SealedValues, SecretString};
 pub(crate) struct Mounted {
     /// The decrypted values by key name.
     pub values: SealedValues,
-    /// Things worth a warning (an identity file readable by group or others).
+    /// Things worth a warning (in dev, an identity file readable by group or others).
     pub warnings: Vec<String>,
 }
 
@@ -66,9 +66,14 @@ pub(crate) fn open_mounted(
             expected,
         });
     }
+    let exposed = match env {
+        Environment::Dev => Exposed::Warn,
+        Environment::Prod => Exposed::Refuse,
+    };
     let identities = Identities::load(
         std::slice::from_ref(&sealed.identity_dir),
         Passphrase::Refuse,
+        exposed,
     )?;
     let mut values = BTreeMap::new();
     for (key, result) in open_all(&file, &sealed.file, &identities) {
@@ -227,6 +232,7 @@ mod tests {
         let ids = Identities::load(
             std::slice::from_ref(&sealed.identity_dir),
             Passphrase::Refuse,
+            Exposed::Refuse,
         )
         .unwrap();
         rekey(&mut file, &sealed.file, &ids, vec![entry(&new.recipient)]).unwrap();

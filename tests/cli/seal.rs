@@ -925,7 +925,7 @@ fn keygen_for_kubernetes_prints_a_working_secret_and_seal_needs_no_settings() {
 }
 
 #[test]
-fn identity_readable_by_others_is_a_warning_naming_the_file() {
+fn identity_readable_by_others_is_refused_in_prod_and_a_warning_in_dev() {
     let lab = Lab::new();
     let (key, recipient) = lab.keygen("key.txt");
     let jwt = lab.secret("jwt");
@@ -941,9 +941,85 @@ fn identity_readable_by_others_is_a_warning_naming_the_file() {
     let out = lab.config(&lab.path("s.yaml"), &dir, "prod");
     assert_exit(
         &out,
+        21,
+        &[
+            mounted.to_str().unwrap(),
+            "readable by other users",
+            "0644",
+            "prod refuses",
+            "chmod 600",
+            "defaultMode: 0400",
+        ],
+    );
+    let expect_prod = [("APP_SEALED__CONTEXT", "discbaboons/prod")];
+    let out = lab.config_with(&lab.path("s.yaml"), &dir, "dev", &expect_prod);
+    assert_exit(
+        &out,
         0,
         &["WARN", "key.txt", "readable by other users", "0644"],
     );
+    std::fs::set_permissions(&mounted, std::fs::Permissions::from_mode(0o400)).unwrap();
+    assert_exit(&lab.config(&lab.path("s.yaml"), &dir, "prod"), 0, &[]);
+}
+
+#[test]
+fn open_never_writes_plaintext_others_can_read() {
+    use std::os::unix::process::CommandExt;
+    let lab = Lab::new();
+    let (key, recipient) = lab.keygen("key.txt");
+    let pw = lab.secret("pg");
+    lab.new_file(
+        "s.yaml",
+        "discbaboons/prod",
+        &[&recipient],
+        &[("POSTGRES_PASSWORD", &pw)],
+    );
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let open = |mode: &str, identity: &Path| {
+        let mut cmd = app();
+        cmd.args(["seal", "open"])
+            .arg(lab.path("s.yaml"))
+            .arg("--into")
+            .arg(shm.path())
+            .arg("-i")
+            .arg(identity)
+            .args(["--mode", mode]);
+        // A permissive umask must not widen the mode, a strict one must not narrow it.
+        // SAFETY: umask is async-signal-safe and touches only the child's process state.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
+        lab.run(cmd, None)
+    };
+    let written = shm.path().join("POSTGRES_PASSWORD");
+    for mode in ["0444", "0644", "0404", "0460"] {
+        assert_exit(
+            &open(mode, &key),
+            26,
+            &[mode, "other users", "0400", "0440"],
+        );
+        assert!(!written.exists(), "--mode {mode} wrote a file");
+    }
+    assert_exit(&open("0440", &key), 0, &["wrote 1 values"]);
+    let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o440,
+        "exactly the mode asked for, whatever the umask"
+    );
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), pw);
+
+    // `open` runs in the pods: an identity others can read is refused there, as in prod.
+    std::fs::remove_file(&written).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_exit(
+        &open("0400", &key),
+        21,
+        &["key.txt", "readable by other users", "chmod 600"],
+    );
+    assert!(!written.exists());
 }
 
 /// `ssh-keygen -t ed25519` into `path`, with `passphrase` (empty for none).
