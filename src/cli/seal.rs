@@ -13,8 +13,8 @@ pub(super) use args::*;
 
 use super::exit::{ExitCode, coded};
 use crate::secrets::{
-    self, Exposed, Identities, Passphrase, RecipientEntry, SealedError, SealedFile, identity,
-    recipient, tmpfs, value,
+    self, ExpectedBy, Exposed, Identities, Passphrase, RecipientEntry, SealedError, SealedFile,
+    identity, recipient, tmpfs, value,
 };
 
 pub(super) const EXAMPLES: &str = "\
@@ -192,8 +192,21 @@ fn list(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses `file` unless it is of the context `--expect-context` names, when it names one.
+fn expect_context(
+    file: &SealedFile,
+    path: &Path,
+    expected: Option<&str>,
+) -> Result<(), SealedError> {
+    match expected {
+        Some(expected) => secrets::check_context(file, path, expected, ExpectedBy::Flag),
+        None => Ok(()),
+    }
+}
+
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
+    expect_context(&file, &args.file, args.expect_context.as_deref())?;
     let identities = load_identities(&args.identity, Exposed::Warn)?;
     let mut first_error = None;
     let results = secrets::open_all(&file, &args.file, &identities);
@@ -250,6 +263,7 @@ fn get(args: GetArgs) -> anyhow::Result<()> {
 
 fn open(args: OpenArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
+    expect_context(&file, &args.file, args.expect_context.as_deref())?;
     tmpfs::check_mode(args.mode)?;
     let identities = load_identities(&args.identity, Exposed::Refuse)?;
     let keys: Vec<String> = if args.keys.is_empty() {

@@ -37,9 +37,8 @@ pub enum SealedError {
     /// (`sealed.context`): another environment's file was mounted.
     #[error(
         "sealed file {file} was sealed for context {found}, but this deployment expects \
-         {expected} (sealed.context / APP_SEALED__CONTEXT, by default discbaboons/ and APP_ENV): \
-         mount {expected}'s own sealed file (the app-sealed ConfigMap of that overlay); if the \
-         deployment is wrong instead, fix APP_ENV or APP_SEALED__CONTEXT in its ConfigMap"
+         {expected} ({expected_by}): mount {expected}'s own sealed file (the app-sealed ConfigMap of \
+         that overlay); if the deployment is wrong instead, fix {fix}"
     )]
     WrongContext {
         /// The sealed file.
@@ -48,6 +47,10 @@ pub enum SealedError {
         found: String,
         /// The context the deployment expects.
         expected: String,
+        /// Where the expectation came from.
+        expected_by: &'static str,
+        /// What to change when the expectation is what is wrong.
+        fix: &'static str,
     },
     /// The key is not in the sealed file.
     #[error("sealed file {file} has no key {key} (present: {present})")]

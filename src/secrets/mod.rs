@@ -58,14 +58,12 @@ pub(crate) fn open_mounted(
     let file = SealedFile::read(&sealed.file)?;
     // The deployment says which context it expects; the file only claims one. Each value's
     // binding is then checked against it too (a value pasted in from another file).
-    let expected = sealed.context_for(env);
-    if file.context != expected {
-        return Err(SealedError::WrongContext {
-            file: sealed.file.clone(),
-            found: file.context.clone(),
-            expected,
-        });
-    }
+    check_context(
+        &file,
+        &sealed.file,
+        &sealed.context_for(env),
+        ExpectedBy::Settings,
+    )?;
     let exposed = match env {
         Environment::Dev => Exposed::Warn,
         Environment::Prod => Exposed::Refuse,
@@ -82,6 +80,42 @@ pub(crate) fn open_mounted(
     Ok(Mounted {
         values: SealedValues { values },
         warnings: identities.warnings,
+    })
+}
+
+/// Where an expected context came from, for the message when a file is of another one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ExpectedBy {
+    /// The setting `sealed.context` (the pods).
+    Settings,
+    /// `app seal open|verify --expect-context`.
+    Flag,
+}
+
+/// Refuses `file` (read from `path`) unless its context is `expected`. Each value's binding is
+/// then checked against the same context when it is opened.
+pub(crate) fn check_context(
+    file: &SealedFile,
+    path: &Path,
+    expected: &str,
+    by: ExpectedBy,
+) -> Result<(), SealedError> {
+    if file.context == expected {
+        return Ok(());
+    }
+    let (expected_by, fix) = match by {
+        ExpectedBy::Settings => (
+            "sealed.context / APP_SEALED__CONTEXT, by default discbaboons/ and APP_ENV",
+            "APP_ENV or APP_SEALED__CONTEXT in its ConfigMap",
+        ),
+        ExpectedBy::Flag => ("--expect-context", "--expect-context"),
+    };
+    Err(SealedError::WrongContext {
+        file: path.to_owned(),
+        found: file.context.clone(),
+        expected: expected.to_owned(),
+        expected_by,
+        fix,
     })
 }
 

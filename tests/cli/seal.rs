@@ -466,7 +466,7 @@ fn dev_and_prod_files(lab: &Lab) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
 #[test]
 fn the_deployment_not_the_file_decides_the_context_and_others_get_25() {
     let lab = Lab::new();
-    let (_, identity, dev, prod) = dev_and_prod_files(&lab);
+    let (key, identity, dev, prod) = dev_and_prod_files(&lab);
     assert_exit(&lab.config(&dev, &identity, "dev"), 0, &[]);
     assert_exit(&lab.config(&prod, &identity, "prod"), 0, &[]);
 
@@ -559,6 +559,32 @@ fn the_deployment_not_the_file_decides_the_context_and_others_get_25() {
         25,
         &["expects discbaboons/prod"],
     );
+
+    // `app seal` loads no settings; `verify` and `open` (the postgres pod's init container)
+    // check the same when told what to expect.
+    let (dev_s, prod_s, key_s) = (
+        dev.to_str().unwrap(),
+        prod.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let expect = ["--expect-context", "discbaboons/prod"];
+    let verify = |file: &str| {
+        let mut args = vec!["verify", file, "-i", key_s];
+        args.extend(expect);
+        lab.seal(&args)
+    };
+    assert_exit(&verify(prod_s), 0, &["JWT_SECRET: ok"]);
+    assert_exit(
+        &verify(dev_s),
+        25,
+        &["sealed for context discbaboons/dev", "--expect-context"],
+    );
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let into = shm.path().to_str().unwrap();
+    let mut open = vec!["open", dev_s, "--into", into, "-i", key_s];
+    open.extend(expect);
+    assert_exit(&lab.seal(&open), 25, &["expects discbaboons/prod"]);
+    assert!(std::fs::read_dir(shm.path()).unwrap().next().is_none());
 }
 
 /// The issue's own case: a token signed with the dev JWT secret once got a 200 from a prod
