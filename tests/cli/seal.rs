@@ -496,40 +496,20 @@ fn the_deployment_not_the_file_decides_the_context_and_others_get_25() {
     // One value's ciphertext pasted from the other file, both ways: the binding inside the
     // age header still names the file it came from.
     let (dev_text, prod_text) = (text(&dev), text(&prod));
-    let prod_with_dev_value = lab.path("prod-with-dev-value.yaml");
-    std::fs::write(
-        &prod_with_dev_value,
-        prod_text.replace(
-            block(&prod_text, "JWT_SECRET"),
-            block(&dev_text, "JWT_SECRET"),
-        ),
-    )
-    .unwrap();
-    assert_exit(
-        &lab.config(&prod_with_dev_value, &identity, "prod"),
-        25,
-        &[
-            "key JWT_SECRET",
-            "sealed for context discbaboons/dev, not discbaboons/prod",
-        ],
-    );
-    let dev_with_prod_value = lab.path("dev-with-prod-value.yaml");
-    std::fs::write(
-        &dev_with_prod_value,
-        dev_text.replace(
-            block(&dev_text, "JWT_SECRET"),
-            block(&prod_text, "JWT_SECRET"),
-        ),
-    )
-    .unwrap();
-    assert_exit(
-        &lab.config(&dev_with_prod_value, &identity, "dev"),
-        25,
-        &[
-            "key JWT_SECRET",
-            "sealed for context discbaboons/prod, not discbaboons/dev",
-        ],
-    );
+    for (env, host, guest, found) in [
+        ("prod", &prod_text, &dev_text, "dev"),
+        ("dev", &dev_text, &prod_text, "prod"),
+    ] {
+        let mixed = lab.path(&format!("{env}-with-{found}-value.yaml"));
+        let pasted = host.replace(block(host, "JWT_SECRET"), block(guest, "JWT_SECRET"));
+        std::fs::write(&mixed, pasted).unwrap();
+        let message = format!("sealed for context discbaboons/{found}, not discbaboons/{env}");
+        assert_exit(
+            &lab.config(&mixed, &identity, env),
+            25,
+            &["key JWT_SECRET", &message],
+        );
+    }
 
     // The dev file with its `context:` line edited to claim prod: the values say otherwise.
     let relabelled = lab.path("relabelled.yaml");
