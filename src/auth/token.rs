@@ -16,6 +16,14 @@
 //! How strong a secret must be is decided here, in [`JwtKeys::from_settings`], and only
 //! here: the server asks the keys ([`JwtKeys::is_short`], [`JwtKeys::is_ephemeral`]) what
 //! to warn about.
+//!
+//! Rotation without logouts: besides the signing key (`jwt.secret`) a second key
+//! (`jwt.previous_secret`) may be configured, accepted for verification only and, when
+//! `jwt.previous_until` is set, only until then. Every token's header names the key that
+//! signed it in `kid`: a fingerprint of the key ([`key_id`]), an HMAC of a fixed label under
+//! the key, which says nothing about the key that the token's own signature does not already.
+//! Verification picks the key by `kid`; a token without one (issued before `kid` existed)
+//! is tried with both.
 
 use std::time::Duration;
 
@@ -114,21 +122,69 @@ pub(crate) enum TokenError {
     Invalid,
 }
 
-/// The JWT secret is missing or too short for prod.
+/// A JWT secret is missing or too short for prod.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "jwt.secret is {found}: prod needs a random secret of at least {MIN_SECRET_BYTES} bytes. \
-     Generate one (e.g. `openssl rand -base64 48`) and seal it as JWT_SECRET (or set \
-     APP_JWT__SECRET)"
+    "{setting} is {found}: prod needs a random secret of at least {MIN_SECRET_BYTES} bytes. \
+     Generate one (e.g. `openssl rand -base64 48`) and seal it as {sealed} (or set {env})"
 )]
 pub struct WeakSecret {
+    setting: &'static str,
+    sealed: &'static str,
+    env: &'static str,
     found: String,
+}
+
+impl WeakSecret {
+    fn signing(found: String) -> Self {
+        WeakSecret {
+            setting: "jwt.secret",
+            sealed: "JWT_SECRET",
+            env: "APP_JWT__SECRET",
+            found,
+        }
+    }
+}
+
+/// The label whose HMAC under a key is that key's `kid`.
+const KID_LABEL: &[u8] = b"discbaboons jwt key id v1";
+
+/// Characters of the base64url HMAC kept as the `kid`: 96 bits, plenty to tell keys apart.
+const KID_CHARS: usize = 16;
+
+/// The `kid` of the key `secret`: the first 96 bits of HMAC-SHA256(secret, a fixed label),
+/// base64url. Not the secret, nor a plain hash of it: without the key it cannot be computed,
+/// and guessing a key from it is no easier than from any token's signature.
+pub(crate) fn key_id(secret: &[u8]) -> String {
+    let mac = jsonwebtoken::crypto::sign(
+        KID_LABEL,
+        &EncodingKey::from_secret(secret),
+        Algorithm::HS256,
+    )
+    .expect("HMAC-SHA256 takes a key of any length");
+    mac[..KID_CHARS].to_owned()
+}
+
+/// The key accepted besides the signing key, for verification only.
+struct PreviousKey {
+    kid: String,
+    decoding: DecodingKey,
+    /// Refused after this instant.
+    until: Option<DateTime<Utc>>,
+}
+
+impl PreviousKey {
+    fn accepted_at(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_none_or(|until| now <= until)
+    }
 }
 
 /// Signing and verification keys with their validation rules.
 pub(crate) struct JwtKeys {
+    kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    previous: Option<PreviousKey>,
     validation: Validation,
     issuer: String,
     ttl: Duration,
@@ -141,14 +197,52 @@ impl JwtKeys {
     /// [`MIN_SECRET_BYTES`] long; in dev a shorter one is accepted (see [`JwtKeys::is_short`])
     /// and a missing one is replaced by a random one for this process (see
     /// [`JwtKeys::is_ephemeral`]).
+    ///
+    /// `jwt.previous_secret`, when set, is accepted for verification (until
+    /// `jwt.previous_until`, when set); in prod it must be as strong as the signing secret.
     pub(crate) fn from_settings(
         settings: &JwtSettings,
         env: Environment,
     ) -> Result<JwtKeys, WeakSecret> {
+        let mut keys = JwtKeys::signing_from_settings(settings, env)?;
+        let previous = settings
+            .previous_secret
+            .as_ref()
+            .map(|s| s.expose())
+            .filter(|s| !s.is_empty());
+        if let Some(previous) = previous {
+            if env == Environment::Prod && !is_strong(previous) {
+                return Err(WeakSecret {
+                    setting: "jwt.previous_secret",
+                    sealed: "JWT_PREVIOUS_SECRET",
+                    env: "APP_JWT__PREVIOUS_SECRET",
+                    found: format!("only {} bytes", previous.len()),
+                });
+            }
+            if let Some(until) = settings.previous_until.filter(|u| *u < Utc::now()) {
+                tracing::warn!(
+                    %until,
+                    "jwt.previous_until has passed: jwt.previous_secret is refused (remove \
+                     APP_JWT__PREVIOUS_UNTIL before the next rotation's first step)"
+                );
+            }
+            keys.previous = Some(PreviousKey {
+                kid: key_id(previous.as_bytes()),
+                decoding: DecodingKey::from_secret(previous.as_bytes()),
+                until: settings.previous_until,
+            });
+        }
+        Ok(keys)
+    }
+
+    fn signing_from_settings(
+        settings: &JwtSettings,
+        env: Environment,
+    ) -> Result<JwtKeys, WeakSecret> {
         match (&settings.secret, env) {
-            (Some(secret), Environment::Prod) if !is_strong(secret.expose()) => Err(WeakSecret {
-                found: format!("only {} bytes", secret.expose().len()),
-            }),
+            (Some(secret), Environment::Prod) if !is_strong(secret.expose()) => Err(
+                WeakSecret::signing(format!("only {} bytes", secret.expose().len())),
+            ),
             (Some(secret), _) if !secret.expose().is_empty() => {
                 let mut keys = JwtKeys::new(
                     secret.expose().as_bytes(),
@@ -159,9 +253,7 @@ impl JwtKeys {
                 keys.short = !is_strong(secret.expose());
                 Ok(keys)
             }
-            (_, Environment::Prod) => Err(WeakSecret {
-                found: "not set".into(),
-            }),
+            (_, Environment::Prod) => Err(WeakSecret::signing("not set".into())),
             (_, Environment::Dev) => {
                 let mut secret = zeroize::Zeroizing::new([0u8; 64]);
                 rand::rng().fill_bytes(&mut *secret);
@@ -179,8 +271,10 @@ impl JwtKeys {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         JwtKeys {
+            kid: key_id(secret),
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            previous: None,
             validation,
             issuer: issuer.to_owned(),
             ttl,
@@ -219,7 +313,9 @@ impl JwtKeys {
             nbf: None,
             pwc: Some(password_change_stamp(password_changed)),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)?;
         let expires_at = Utc
             .timestamp_opt(claims.exp as i64, 0)
             .single()
@@ -227,15 +323,50 @@ impl JwtKeys {
         Ok(Issued { token, expires_at })
     }
 
-    /// Checks signature, algorithm, issuer, expiry and that `iat` is not in the future.
+    /// The `kid` tokens are signed with.
+    #[cfg(test)]
+    pub(crate) fn key_id(&self) -> &str {
+        &self.kid
+    }
+
+    /// The keys that may have signed a token whose header names `kid`, at `now`: the one it
+    /// names, or both when it names none (a token from before `kid`). A previous key past
+    /// its `jwt.previous_until`, or a `kid` of no key here, leaves none.
+    fn candidates(&self, kid: Option<&str>, now: DateTime<Utc>) -> Vec<&DecodingKey> {
+        let previous = self.previous.as_ref().filter(|p| p.accepted_at(now));
+        match kid {
+            Some(kid) if kid == self.kid => vec![&self.decoding],
+            Some(kid) => previous
+                .filter(|p| p.kid == kid)
+                .map(|p| &p.decoding)
+                .into_iter()
+                .collect(),
+            None => std::iter::once(&self.decoding)
+                .chain(previous.map(|p| &p.decoding))
+                .collect(),
+        }
+    }
+
+    /// Checks signature (with the key the header's `kid` names), algorithm, issuer, expiry
+    /// and that `iat` is not in the future.
     pub(crate) fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::Invalid,
-                _ => TokenError::Invalid,
-            })?;
-        let claims = data.claims;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let mut outcome = Err(TokenError::Invalid);
+        for key in self.candidates(header.kid.as_deref(), now) {
+            // The signature is checked before the claims: `Expired` means this key signed it.
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Ok(data) => {
+                    outcome = Ok(data.claims);
+                    break;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
+                    outcome = Err(TokenError::Expired);
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        let claims = outcome?;
         let leeway_ms = (LEEWAY_SECS * 1000) as i64;
         if !claims.iat.is_finite() || claims.issued_at_millis() > now.timestamp_millis() + leeway_ms
         {
@@ -254,6 +385,8 @@ mod tests {
     fn settings(secret: Option<&str>) -> JwtSettings {
         JwtSettings {
             secret: secret.map(SecretString::from),
+            previous_secret: None,
+            previous_until: None,
             ttl: Duration::from_secs(3600),
             issuer: "discbaboons".into(),
         }
@@ -352,6 +485,94 @@ mod tests {
         };
         assert!(legacy.is_current(Some(before)));
         assert!(!legacy.is_current(Some(now + Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn tokens_name_their_key_and_the_previous_key_verifies_only_in_its_window() {
+        let now = Utc::now();
+        let a = JwtKeys::from_settings(&settings(Some(STRONG)), Environment::Prod).unwrap();
+        let b_secret = STRONG.repeat(2);
+        let token_a = a.issue(7, None, now).unwrap().token;
+        let header = jsonwebtoken::decode_header(&token_a).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(a.key_id()));
+        assert_eq!(a.key_id().len(), KID_CHARS);
+        assert!(!STRONG.contains(a.key_id()) && !a.key_id().contains(&STRONG[..8]));
+
+        // B signs, A is still accepted; B alone refuses A's tokens.
+        let mut rotated = settings(Some(&b_secret));
+        let b_alone = JwtKeys::from_settings(&rotated, Environment::Prod).unwrap();
+        assert_ne!(b_alone.key_id(), a.key_id());
+        assert_eq!(
+            b_alone.verify(&token_a, now).unwrap_err(),
+            TokenError::Invalid
+        );
+        rotated.previous_secret = Some(SecretString::from(STRONG));
+        let b = JwtKeys::from_settings(&rotated, Environment::Prod).unwrap();
+        assert_eq!(b.verify(&token_a, now).unwrap().user_id().unwrap(), 7);
+        let token_b = b.issue(8, None, now).unwrap().token;
+        assert_eq!(
+            jsonwebtoken::decode_header(&token_b)
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some(b.key_id())
+        );
+        // The first step of a rotation: A signs and B is accepted, so pods of both steps
+        // accept each other's tokens.
+        let mut incoming = settings(Some(STRONG));
+        incoming.previous_secret = Some(SecretString::from(b_secret.as_str()));
+        let a_then_b = JwtKeys::from_settings(&incoming, Environment::Prod).unwrap();
+        assert!(a_then_b.verify(&token_b, now).is_ok());
+
+        // The window: accepted up to `previous_until`, refused after it.
+        rotated.previous_until = Some(now + Duration::from_secs(60));
+        let windowed = JwtKeys::from_settings(&rotated, Environment::Prod).unwrap();
+        assert!(windowed.verify(&token_a, now).is_ok());
+        let later = now + Duration::from_secs(61);
+        assert_eq!(
+            windowed.verify(&token_a, later).unwrap_err(),
+            TokenError::Invalid
+        );
+        assert!(windowed.verify(&token_b, now).is_ok());
+
+        // A token without `kid` (issued before it existed) is tried with both keys; a `kid`
+        // that names no key here is refused, even with a good signature.
+        let sign = |header: Header| {
+            let claims = Claims {
+                sub: "9".into(),
+                iss: "discbaboons".into(),
+                iat: now.timestamp() as f64,
+                exp: (now.timestamp() + 600) as u64,
+                nbf: None,
+                pwc: Some(0),
+            };
+            jsonwebtoken::encode(
+                &header,
+                &claims,
+                &EncodingKey::from_secret(STRONG.as_bytes()),
+            )
+            .unwrap()
+        };
+        let legacy = sign(Header::new(Algorithm::HS256));
+        assert!(b.verify(&legacy, now).is_ok());
+        assert_eq!(
+            windowed.verify(&legacy, later).unwrap_err(),
+            TokenError::Invalid
+        );
+        let mut stranger = Header::new(Algorithm::HS256);
+        stranger.kid = Some("not-a-key-of-ours".into());
+        assert_eq!(
+            b.verify(&sign(stranger), now).unwrap_err(),
+            TokenError::Invalid
+        );
+
+        // In prod the previous key must be as strong as the signing key.
+        rotated.previous_secret = Some(SecretString::from("short"));
+        let err = JwtKeys::from_settings(&rotated, Environment::Prod)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("jwt.previous_secret") && err.contains("JWT_PREVIOUS_SECRET"));
     }
 
     #[test]

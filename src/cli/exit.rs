@@ -65,7 +65,8 @@ pub enum ExitCode {
     SealedTampered = 23,
     /// A value is bound to another key name: values were swapped or copied between keys.
     SealedWrongKey = 24,
-    /// A value is bound to another context: copied from another environment's file.
+    /// The file or a value is bound to another context than the deployment expects
+    /// (`sealed.context`): another environment's file, or a value copied from one.
     SealedWrongContext = 25,
     /// A sealed key is missing, or an operation was refused to protect plaintext.
     SealedRefused = 26,
@@ -205,6 +206,7 @@ impl From<&SealedError> for ExitCode {
                 ExitCode::SealedRefused
             }
             SealedError::Value { error, .. } => error.into(),
+            SealedError::WrongContext { .. } => ExitCode::SealedWrongContext,
             SealedError::NoIdentity { .. } | SealedError::BadIdentity { .. } => {
                 ExitCode::IdentityMissing
             }

@@ -13,8 +13,8 @@ pub(super) use args::*;
 
 use super::exit::{ExitCode, coded};
 use crate::secrets::{
-    self, Identities, Passphrase, RecipientEntry, SealedError, SealedFile, identity, recipient,
-    tmpfs, value,
+    self, ExpectedBy, Exposed, Identities, Passphrase, RecipientEntry, SealedError, SealedFile,
+    identity, recipient, tmpfs, value,
 };
 
 pub(super) const EXAMPLES: &str = "\
@@ -192,9 +192,22 @@ fn list(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses `file` unless it is of the context `--expect-context` names, when it names one.
+fn expect_context(
+    file: &SealedFile,
+    path: &Path,
+    expected: Option<&str>,
+) -> Result<(), SealedError> {
+    match expected {
+        Some(expected) => secrets::check_context(file, path, expected, ExpectedBy::Flag),
+        None => Ok(()),
+    }
+}
+
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity)?;
+    expect_context(&file, &args.file, args.expect_context.as_deref())?;
+    let identities = load_identities(&args.identity, Exposed::Warn)?;
     let mut first_error = None;
     let results = secrets::open_all(&file, &args.file, &identities);
     let total = results.len();
@@ -222,7 +235,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 
 fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
     let mut file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity)?;
+    let identities = load_identities(&args.identity, Exposed::Warn)?;
     let recipients = recipient_entries(&args.recipients)?;
     let count = recipients.len();
     secrets::rekey(&mut file, &args.file, &identities, recipients)?;
@@ -237,7 +250,7 @@ fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
 
 fn get(args: GetArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity)?;
+    let identities = load_identities(&args.identity, Exposed::Warn)?;
     let value = secrets::open_one(&file, &args.file, &args.key, &identities)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(value.expose().as_bytes())?;
@@ -250,7 +263,9 @@ fn get(args: GetArgs) -> anyhow::Result<()> {
 
 fn open(args: OpenArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity)?;
+    expect_context(&file, &args.file, args.expect_context.as_deref())?;
+    tmpfs::check_mode(args.mode)?;
+    let identities = load_identities(&args.identity, Exposed::Refuse)?;
     let keys: Vec<String> = if args.keys.is_empty() {
         file.values.keys().cloned().collect()
     } else {
@@ -266,8 +281,10 @@ fn open(args: OpenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_identities(args: &IdentityArgs) -> anyhow::Result<Identities> {
-    let identities = Identities::load(&args.identities, Passphrase::Prompt)?;
+/// The identities of `-i`. On a laptop (`verify`, `rekey`, `get`) a key others can read is a
+/// warning; `open`, which runs in the pods, refuses it as the prod pods' loading does.
+fn load_identities(args: &IdentityArgs, exposed: Exposed) -> anyhow::Result<Identities> {
+    let identities = Identities::load(&args.identities, Passphrase::Prompt, exposed)?;
     for warning in &identities.warnings {
         tracing::warn!("{warning}");
     }

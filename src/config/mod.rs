@@ -142,6 +142,15 @@ pub struct JwtSettings {
     /// HS256 signing secret (`JWT_SECRET` in the sealed file). Required in prod.
     #[serde(serialize_with = "redact")]
     pub secret: Option<SecretString>,
+    /// A second HS256 key, accepted for verification only (`JWT_PREVIOUS_SECRET` in the
+    /// sealed file): during a rotation, the key coming in and then the key going out, so
+    /// that no token is refused while pods of both configurations serve.
+    #[serde(default, serialize_with = "redact")]
+    pub previous_secret: Option<SecretString>,
+    /// When the previous key stops being accepted (RFC 3339, e.g. `2026-12-02T05:00:00Z`);
+    /// none: for as long as it is configured.
+    #[serde(default, deserialize_with = "rfc3339")]
+    pub previous_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Lifetime of an issued token.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
@@ -233,6 +242,23 @@ pub struct SealedSettings {
     pub file: PathBuf,
     /// Every file in this directory is an age identity (a Secret volume in the pod).
     pub identity_dir: PathBuf,
+    /// The context every sealed value must be bound to, e.g. `discbaboons/prod`: the
+    /// deployment says where it is, the file does not. By default `discbaboons/` and `env`.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// The application part of the default sealed context (`discbaboons/dev`, `discbaboons/prod`),
+/// the contexts `docs/secrets.md` has `app seal set --context` write.
+pub(crate) const CONTEXT_APP: &str = "discbaboons";
+
+impl SealedSettings {
+    /// The context values must be bound to: `sealed.context`, else `discbaboons/<env>`.
+    pub(crate) fn context_for(&self, env: Environment) -> String {
+        self.context
+            .clone()
+            .unwrap_or_else(|| format!("{CONTEXT_APP}/{}", env.as_str()))
+    }
 }
 
 /// Schema migrations.
@@ -263,6 +289,22 @@ pub struct MigrateSettings {
     /// Custom placeholder values, `${name}` -> value (Flyway's placeholders).
     #[serde(default)]
     pub placeholders: BTreeMap<String, String>,
+}
+
+/// An optional RFC 3339 time, with an error that says what is expected.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| Some(t.with_timezone(&chrono::Utc)))
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "not an RFC 3339 time ({e}); write it like 2026-12-02T06:00:00Z"
+            ))
+        })
 }
 
 fn default_true() -> bool {
@@ -315,6 +357,8 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             jwt: JwtSettings {
                 secret: None,
+                previous_secret: None,
+                previous_until: None,
                 ttl: Duration::from_secs(3600),
                 issuer: "discbaboons".into(),
             },
@@ -329,6 +373,7 @@ impl Default for Settings {
             sealed: SealedSettings {
                 file: "/etc/app/sealed/secrets.yaml".into(),
                 identity_dir: "/etc/app/identity".into(),
+                context: None,
             },
             migrate: MigrateSettings {
                 lock_timeout: Duration::from_secs(120),
@@ -356,6 +401,7 @@ pub(crate) const SEALED_KEYS: &[(&str, &str)] = &[
     ("DATABASE_PASSWORD", "database.password"),
     ("DATABASE_URL", "database.url"),
     ("DATABASE_USER", "database.user"),
+    ("JWT_PREVIOUS_SECRET", "jwt.previous_secret"),
     ("JWT_SECRET", "jwt.secret"),
 ];
 
@@ -435,6 +481,8 @@ pub(crate) fn load(sources: &Sources<'_>) -> anyhow::Result<Loaded> {
         }
     }
 
+    // `app config` shows the context in effect, whichever way it was chosen.
+    settings.sealed.context = Some(settings.sealed.context_for(settings.env));
     settings.validate()?;
     Ok(Loaded { settings, warnings })
 }
@@ -632,6 +680,37 @@ mod tests {
                 .warnings
                 .iter()
                 .any(|w| w.contains("POSTGRES_PASSWORD"))
+        );
+    }
+
+    #[test]
+    fn the_previous_jwt_key_comes_sealed_and_its_window_from_the_environment() {
+        let loader = |_: &Settings| -> anyhow::Result<SealedValues> {
+            let mut values = BTreeMap::new();
+            values.insert(
+                "JWT_PREVIOUS_SECRET".to_string(),
+                SecretString::from("old-jwt"),
+            );
+            Ok(SealedValues { values })
+        };
+        let loaded = load(&Sources {
+            file: None,
+            env: env(&[("APP_JWT__PREVIOUS_UNTIL", "2026-12-02T06:00:00+01:00")]),
+            sealed: Some(&loader),
+        })
+        .unwrap();
+        let jwt = &loaded.settings.jwt;
+        assert_eq!(jwt.previous_secret.as_ref().unwrap().expose(), "old-jwt");
+        assert_eq!(
+            jwt.previous_until.unwrap().to_rfc3339(),
+            "2026-12-02T05:00:00+00:00"
+        );
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let err = load_env(&[("APP_JWT__PREVIOUS_UNTIL", "tomorrow")]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("jwt.previous_until") && msg.contains("RFC 3339"),
+            "{msg}"
         );
     }
 

@@ -33,6 +33,25 @@ pub enum SealedError {
         #[source]
         error: ValueError,
     },
+    /// The sealed file was written for another context than the one this deployment expects
+    /// (`sealed.context`): another environment's file was mounted.
+    #[error(
+        "sealed file {file} was sealed for context {found}, but this deployment expects \
+         {expected} ({expected_by}): mount {expected}'s own sealed file (the app-sealed ConfigMap of \
+         that overlay); if the deployment is wrong instead, fix {fix}"
+    )]
+    WrongContext {
+        /// The sealed file.
+        file: PathBuf,
+        /// The context the file says it was sealed for.
+        found: String,
+        /// The context the deployment expects.
+        expected: String,
+        /// Where the expectation came from.
+        expected_by: &'static str,
+        /// What to change when the expectation is what is wrong.
+        fix: &'static str,
+    },
     /// The key is not in the sealed file.
     #[error("sealed file {file} has no key {key} (present: {present})")]
     KeyMissing {

@@ -21,6 +21,15 @@ pub(crate) enum Passphrase {
     Prompt,
 }
 
+/// What to do with an identity file that other users can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exposed {
+    /// Load it and warn (a laptop, dev).
+    Warn,
+    /// Refuse it (prod): whoever else can read it can read every value.
+    Refuse,
+}
+
 /// The identities that may decrypt a value, and where they came from.
 #[derive(Default)]
 pub(crate) struct Identities {
@@ -32,17 +41,22 @@ pub(crate) struct Identities {
 
 impl Identities {
     /// Loads every path: a file is one identity file, a directory contributes each regular
-    /// file in it (hidden names skipped: Kubernetes keeps `..data` there).
-    pub(crate) fn load(paths: &[PathBuf], passphrase: Passphrase) -> Result<Self, SealedError> {
+    /// file in it (hidden names skipped: Kubernetes keeps `..data` there). A file other
+    /// users can read is warned about or refused, as `exposed` says.
+    pub(crate) fn load(
+        paths: &[PathBuf],
+        passphrase: Passphrase,
+        exposed: Exposed,
+    ) -> Result<Self, SealedError> {
         let mut ids = Identities::default();
         for path in paths {
             let meta = fs::metadata(path).map_err(|e| SealedError::NoIdentity {
                 reason: format!("cannot read {}: {e}", path.display()),
             })?;
             if meta.is_dir() {
-                ids.load_dir(path, passphrase)?;
+                ids.load_dir(path, passphrase, exposed)?;
             } else {
-                ids.load_file(path, passphrase)?;
+                ids.load_file(path, passphrase, exposed)?;
             }
         }
         if ids.list.is_empty() {
@@ -71,7 +85,12 @@ impl Identities {
         }
     }
 
-    fn load_dir(&mut self, dir: &Path, passphrase: Passphrase) -> Result<(), SealedError> {
+    fn load_dir(
+        &mut self,
+        dir: &Path,
+        passphrase: Passphrase,
+        exposed: Exposed,
+    ) -> Result<(), SealedError> {
         let entries = fs::read_dir(dir).map_err(|e| SealedError::NoIdentity {
             reason: format!("cannot list identity directory {}: {e}", dir.display()),
         })?;
@@ -84,12 +103,17 @@ impl Identities {
             .collect();
         files.sort();
         for file in files {
-            self.load_file(&file, passphrase)?;
+            self.load_file(&file, passphrase, exposed)?;
         }
         Ok(())
     }
 
-    fn load_file(&mut self, path: &Path, passphrase: Passphrase) -> Result<(), SealedError> {
+    fn load_file(
+        &mut self,
+        path: &Path,
+        passphrase: Passphrase,
+        exposed: Exposed,
+    ) -> Result<(), SealedError> {
         let bad = |reason: String| SealedError::BadIdentity {
             file: path.to_owned(),
             reason,
@@ -98,11 +122,20 @@ impl Identities {
         let mode = meta.mode() & 0o777;
         // Group read is fine when the group is ours: Kubernetes adds g+r for the pod's fsGroup.
         if mode & 0o004 != 0 || (mode & 0o040 != 0 && !is_own_group(meta.gid())) {
-            self.warnings.push(format!(
-                "identity file {} is readable by other users (mode {mode:04o}): chmod 600 it, \
-                 or set `defaultMode: 0400` on the Secret volume",
-                path.display()
-            ));
+            let fix = "chmod 600 it (or 0400), or set `defaultMode: 0400` on the Secret volume";
+            match exposed {
+                Exposed::Warn => self.warnings.push(format!(
+                    "identity file {} is readable by other users (mode {mode:04o}): {fix}",
+                    path.display()
+                )),
+                // Checked before the file is read: its content never enters this process.
+                Exposed::Refuse => {
+                    return Err(bad(format!(
+                        "it is readable by other users (mode {mode:04o}), which prod refuses: \
+                         {fix}"
+                    )));
+                }
+            }
         }
         let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
         let before = self.list.len();
@@ -287,7 +320,12 @@ mod tests {
         write_private(&dir.path().join("old.txt"), &a.file_text).unwrap();
         write_private(&dir.path().join("new.txt"), &b.file_text).unwrap();
         fs::create_dir(dir.path().join("..data")).unwrap();
-        let ids = Identities::load(&[dir.path().to_owned()], Passphrase::Refuse).unwrap();
+        let ids = Identities::load(
+            &[dir.path().to_owned()],
+            Passphrase::Refuse,
+            Exposed::Refuse,
+        )
+        .unwrap();
         assert_eq!(ids.len(), 2);
         assert!(ids.warnings.is_empty(), "{:?}", ids.warnings);
     }
@@ -296,15 +334,31 @@ mod tests {
     fn readable_keys_warn_and_empty_dirs_fail() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let err = Identities::load(&[dir.path().to_owned()], Passphrase::Refuse)
+        let err = Identities::load(&[dir.path().to_owned()], Passphrase::Refuse, Exposed::Warn)
             .err()
             .unwrap();
         assert!(matches!(err, SealedError::NoIdentity { .. }), "{err}");
         let key = dir.path().join("key.txt");
         write_private(&key, &generate("now").file_text).unwrap();
         fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
-        let ids = Identities::load(&[key], Passphrase::Refuse).unwrap();
+        let ids = Identities::load(
+            std::slice::from_ref(&key),
+            Passphrase::Refuse,
+            Exposed::Warn,
+        )
+        .unwrap();
         assert!(ids.warnings[0].contains("0644"), "{:?}", ids.warnings);
+        let err = Identities::load(&[key], Passphrase::Refuse, Exposed::Refuse)
+            .err()
+            .unwrap();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, SealedError::BadIdentity { .. })
+                && msg.contains("key.txt")
+                && msg.contains("0644")
+                && msg.contains("chmod 600"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -312,7 +366,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key.txt");
         write_private(&key, "AGE-SECRET-KEY-NOT-REALLY-s3cr3t\n").unwrap();
-        let err = Identities::load(&[key], Passphrase::Refuse).err().unwrap();
+        let err = Identities::load(&[key], Passphrase::Refuse, Exposed::Refuse)
+            .err()
+            .unwrap();
         let msg = err.to_string();
         assert!(msg.contains("line 1") && !msg.contains("s3cr3t"), "{msg}");
     }

@@ -20,7 +20,7 @@ use std::path::Path;
 pub(crate) use binding::Binding;
 pub(crate) use error::{SealedError, ValueError};
 pub use file::SealedFile;
-pub(crate) use identity::{Identities, Passphrase};
+pub(crate) use identity::{Exposed, Identities, Passphrase};
 pub use recipient::{RecipientEntry, Recipients};
 
 use crate::config::{Environment, SealedSettings, SealedValues, SecretString};
@@ -30,7 +30,7 @@ use crate::config::{Environment, SealedSettings, SealedValues, SecretString};
 pub(crate) struct Mounted {
     /// The decrypted values by key name.
     pub values: SealedValues,
-    /// Things worth a warning (an identity file readable by group or others).
+    /// Things worth a warning (in dev, an identity file readable by group or others).
     pub warnings: Vec<String>,
 }
 
@@ -56,9 +56,22 @@ pub(crate) fn open_mounted(
         };
     }
     let file = SealedFile::read(&sealed.file)?;
+    // The deployment says which context it expects; the file only claims one. Each value's
+    // binding is then checked against it too (a value pasted in from another file).
+    check_context(
+        &file,
+        &sealed.file,
+        &sealed.context_for(env),
+        ExpectedBy::Settings,
+    )?;
+    let exposed = match env {
+        Environment::Dev => Exposed::Warn,
+        Environment::Prod => Exposed::Refuse,
+    };
     let identities = Identities::load(
         std::slice::from_ref(&sealed.identity_dir),
         Passphrase::Refuse,
+        exposed,
     )?;
     let mut values = BTreeMap::new();
     for (key, result) in open_all(&file, &sealed.file, &identities) {
@@ -67,6 +80,42 @@ pub(crate) fn open_mounted(
     Ok(Mounted {
         values: SealedValues { values },
         warnings: identities.warnings,
+    })
+}
+
+/// Where an expected context came from, for the message when a file is of another one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ExpectedBy {
+    /// The setting `sealed.context` (the pods).
+    Settings,
+    /// `app seal open|verify --expect-context`.
+    Flag,
+}
+
+/// Refuses `file` (read from `path`) unless its context is `expected`. Each value's binding is
+/// then checked against the same context when it is opened.
+pub(crate) fn check_context(
+    file: &SealedFile,
+    path: &Path,
+    expected: &str,
+    by: ExpectedBy,
+) -> Result<(), SealedError> {
+    if file.context == expected {
+        return Ok(());
+    }
+    let (expected_by, fix) = match by {
+        ExpectedBy::Settings => (
+            "sealed.context / APP_SEALED__CONTEXT, by default discbaboons/ and APP_ENV",
+            "APP_ENV or APP_SEALED__CONTEXT in its ConfigMap",
+        ),
+        ExpectedBy::Flag => ("--expect-context", "--expect-context"),
+    };
+    Err(SealedError::WrongContext {
+        file: path.to_owned(),
+        found: file.context.clone(),
+        expected: expected.to_owned(),
+        expected_by,
+        fix,
     })
 }
 
@@ -154,6 +203,7 @@ mod tests {
         SealedSettings {
             file: dir.join("secrets.yaml"),
             identity_dir: dir.join("identity"),
+            context: None,
         }
     }
 
@@ -168,6 +218,36 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_not_the_file_decides_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sealed = settings_for(dir.path());
+        std::fs::create_dir(&sealed.identity_dir).unwrap();
+        let id = identity::generate("t");
+        identity::write_private(&sealed.identity_dir.join("id"), &id.file_text).unwrap();
+        let entry = RecipientEntry::parse(&id.recipient, None).unwrap();
+        let mut file = SealedFile::new("discbaboons/dev", vec![entry]).unwrap();
+        set_values(&mut file, &[("JWT_SECRET".into(), "j".into())]).unwrap();
+        file.write(&sealed.file).unwrap();
+
+        assert!(open_mounted(&sealed, Environment::Dev).is_ok());
+        let err = open_mounted(&sealed, Environment::Prod).unwrap_err();
+        match &err {
+            SealedError::WrongContext {
+                found, expected, ..
+            } => assert_eq!(
+                (&found[..], &expected[..]),
+                ("discbaboons/dev", "discbaboons/prod")
+            ),
+            other => panic!("{other}"),
+        }
+        // An explicit setting wins over the environment's default.
+        sealed.context = Some("discbaboons/dev".into());
+        assert!(open_mounted(&sealed, Environment::Prod).is_ok());
+        sealed.context = Some("elsewhere/dev".into());
+        assert!(open_mounted(&sealed, Environment::Dev).is_err());
+    }
+
+    #[test]
     fn mounted_file_loads_and_rekey_moves_to_new_keys() {
         let dir = tempfile::tempdir().unwrap();
         let sealed = settings_for(dir.path());
@@ -177,7 +257,7 @@ mod tests {
         identity::write_private(&sealed.identity_dir.join("old"), &old.file_text).unwrap();
 
         let entry = |r: &str| RecipientEntry::parse(r, None).unwrap();
-        let mut file = SealedFile::new("app/prod", vec![entry(&old.recipient)]).unwrap();
+        let mut file = SealedFile::new("discbaboons/prod", vec![entry(&old.recipient)]).unwrap();
         set_values(&mut file, &[("JWT_SECRET".into(), "j".into())]).unwrap();
         file.write(&sealed.file).unwrap();
         let mounted = open_mounted(&sealed, Environment::Prod).unwrap();
@@ -186,6 +266,7 @@ mod tests {
         let ids = Identities::load(
             std::slice::from_ref(&sealed.identity_dir),
             Passphrase::Refuse,
+            Exposed::Refuse,
         )
         .unwrap();
         rekey(&mut file, &sealed.file, &ids, vec![entry(&new.recipient)]).unwrap();

@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::error::SealedError;
@@ -31,13 +31,26 @@ pub fn is_memory_backed(path: &Path) -> std::io::Result<bool> {
     Ok(magic == TMPFS_MAGIC || magic == RAMFS_MAGIC)
 }
 
-/// Writes each value to `dir/KEY` with `mode`, replacing older files atomically. Refuses
-/// unless `dir` is memory-backed.
+/// Refuses a file mode that lets anyone but the owner and the group read, or anyone but the
+/// owner change, the plaintext: 0400 and 0600 pass, and 0440 for a pod's fsGroup.
+pub(crate) fn check_mode(mode: u32) -> Result<(), SealedError> {
+    if mode & !0o740 != 0 {
+        return Err(SealedError::Refused(format!(
+            "mode {mode:04o} would let other users read or change the plaintext; use 0400 \
+             (the default), 0600, or 0440 to let the pod's fsGroup read it"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes each value to `dir/KEY` with exactly `mode` (whatever the umask), replacing older
+/// files atomically. Refuses unless `dir` is memory-backed and `mode` passes [`check_mode`].
 pub(crate) fn write_into(
     dir: &Path,
     values: &[(String, SecretString)],
     mode: u32,
 ) -> Result<(), SealedError> {
+    check_mode(mode)?;
     let on_memory = is_memory_backed(dir).map_err(|e| SealedError::read(dir, e))?;
     if !on_memory {
         return Err(SealedError::Refused(format!(
@@ -53,9 +66,13 @@ pub(crate) fn write_into(
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(mode)
+            // Owner only until the content is in and the mode is set.
+            .mode(0o600)
             .open(&tmp)
-            .and_then(|mut f| f.write_all(value.expose().as_bytes()))
+            .and_then(|mut f| {
+                f.write_all(value.expose().as_bytes())?;
+                f.set_permissions(std::fs::Permissions::from_mode(mode))
+            })
             .and_then(|()| std::fs::rename(&tmp, &target));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
@@ -69,6 +86,17 @@ pub(crate) fn write_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_others_could_read_are_refused() {
+        for ok in [0o400, 0o600, 0o440, 0o700] {
+            assert!(check_mode(ok).is_ok(), "{ok:o}");
+        }
+        for bad in [0o444, 0o404, 0o644, 0o460, 0o401, 0o777] {
+            let err = check_mode(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:04o}")), "{err}");
+        }
+    }
 
     #[test]
     fn dev_shm_is_memory_and_the_build_dir_is_not() {

@@ -22,7 +22,18 @@ pub struct TestApp {
     pub metrics_base: String,
     pub client: reqwest::Client,
     pub db: TestDb<'static>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Stop,
+}
+
+/// Stops the server when dropped.
+struct Stop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// A response, already read, with its body checked for leaks.
@@ -125,15 +136,17 @@ pub async fn spawn_on(db: TestDb<'static>, adjust: impl FnOnce(&mut Settings)) -
             .unwrap(),
         db,
 
-        stop: Some(tx),
+        stop: Stop(Some(tx)),
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+impl TestApp {
+    /// Stops this server and starts another on the same database with the settings
+    /// adjusted, as a rollout replaces a pod with one of a new configuration.
+    pub async fn restart_with(self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let TestApp { db, stop, .. } = self;
+        drop(stop);
+        spawn_on(db, adjust).await
     }
 }
 

@@ -19,6 +19,7 @@ mod info;
 mod metrics;
 mod ratelimit;
 mod revocation;
+mod rotation;
 mod serve_lifecycle;
 mod spec;
 mod users;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{ARMOR_END, Cluster, app, free_port, output_text, run};
+use crate::support::{ARMOR_END, Cluster, Served, app, free_port, output_text, run};
 
 /// Longest any one command of these tests may take.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -92,11 +92,23 @@ impl Lab {
 
     /// `app config` with the sealed file and identity directory of a pod.
     fn config(&self, file: &Path, identity_dir: &Path, env: &str) -> Output {
+        self.config_with(file, identity_dir, env, &[])
+    }
+
+    /// [`Lab::config`] with more settings in the environment.
+    fn config_with(
+        &self,
+        file: &Path,
+        identity_dir: &Path,
+        env: &str,
+        extra: &[(&str, &str)],
+    ) -> Output {
         let mut cmd = app();
         cmd.arg("config")
             .env("APP_ENV", env)
             .env("APP_SEALED__FILE", file)
-            .env("APP_SEALED__IDENTITY_DIR", identity_dir);
+            .env("APP_SEALED__IDENTITY_DIR", identity_dir)
+            .envs(extra.iter().copied());
         self.run(cmd, None)
     }
 
@@ -427,6 +439,224 @@ fn dev_value_in_the_prod_file_is_rejected_with_code_25() {
     );
 }
 
+/// Two files of two environments sealed to one key (a recovery key opens both, as in
+/// practice), each with its own JWT secret: `(key, identity dir, dev file, prod file)`.
+fn dev_and_prod_files(lab: &Lab) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let (key, recipient) = lab.keygen("cluster.key");
+    let (dev_jwt, prod_jwt) = (
+        lab.secret("dev-jwt-0123456789abcdef"),
+        lab.secret("prod-jwt"),
+    );
+    lab.new_file(
+        "dev.yaml",
+        "discbaboons/dev",
+        &[&recipient],
+        &[("JWT_SECRET", &dev_jwt)],
+    );
+    lab.new_file(
+        "prod.yaml",
+        "discbaboons/prod",
+        &[&recipient],
+        &[("JWT_SECRET", &prod_jwt)],
+    );
+    let identity = lab.identity_dir("identity", &[&key]);
+    (key, identity, lab.path("dev.yaml"), lab.path("prod.yaml"))
+}
+
+#[test]
+fn the_deployment_not_the_file_decides_the_context_and_others_get_25() {
+    let lab = Lab::new();
+    let (key, identity, dev, prod) = dev_and_prod_files(&lab);
+    assert_exit(&lab.config(&dev, &identity, "dev"), 0, &[]);
+    assert_exit(&lab.config(&prod, &identity, "prod"), 0, &[]);
+
+    // The whole dev file mounted into a prod pod, and the prod file into a dev pod.
+    let fix = "APP_SEALED__CONTEXT";
+    assert_exit(
+        &lab.config(&dev, &identity, "prod"),
+        25,
+        &[
+            "dev.yaml",
+            "sealed for context discbaboons/dev",
+            "expects discbaboons/prod",
+            fix,
+        ],
+    );
+    assert_exit(
+        &lab.config(&prod, &identity, "dev"),
+        25,
+        &[
+            "prod.yaml",
+            "sealed for context discbaboons/prod",
+            "expects discbaboons/dev",
+            fix,
+        ],
+    );
+
+    // One value's ciphertext pasted from the other file, both ways: the binding inside the
+    // age header still names the file it came from.
+    let (dev_text, prod_text) = (text(&dev), text(&prod));
+    for (env, host, guest, found) in [
+        ("prod", &prod_text, &dev_text, "dev"),
+        ("dev", &dev_text, &prod_text, "prod"),
+    ] {
+        let mixed = lab.path(&format!("{env}-with-{found}-value.yaml"));
+        let pasted = host.replace(block(host, "JWT_SECRET"), block(guest, "JWT_SECRET"));
+        std::fs::write(&mixed, pasted).unwrap();
+        let message = format!("sealed for context discbaboons/{found}, not discbaboons/{env}");
+        assert_exit(
+            &lab.config(&mixed, &identity, env),
+            25,
+            &["key JWT_SECRET", &message],
+        );
+    }
+
+    // The dev file with its `context:` line edited to claim prod: the values say otherwise.
+    let relabelled = lab.path("relabelled.yaml");
+    std::fs::write(
+        &relabelled,
+        dev_text.replace(
+            "context: \"discbaboons/dev\"",
+            "context: \"discbaboons/prod\"",
+        ),
+    )
+    .unwrap();
+    assert_exit(
+        &lab.config(&relabelled, &identity, "prod"),
+        25,
+        &["sealed for context discbaboons/dev, not discbaboons/prod"],
+    );
+
+    // The setting, as the overlays' ConfigMaps set it, is what counts, not APP_ENV's default.
+    let expect_prod = [(fix, "discbaboons/prod")];
+    assert_exit(
+        &lab.config_with(&prod, &identity, "dev", &expect_prod),
+        0,
+        &["context = \"discbaboons/prod\""],
+    );
+    assert_exit(
+        &lab.config_with(&dev, &identity, "dev", &expect_prod),
+        25,
+        &["expects discbaboons/prod"],
+    );
+
+    // `app seal` loads no settings; `verify` and `open` (the postgres pod's init container)
+    // check the same when told what to expect.
+    let (dev_s, prod_s, key_s) = (
+        dev.to_str().unwrap(),
+        prod.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let expect = ["--expect-context", "discbaboons/prod"];
+    let verify = |file: &str| {
+        let mut args = vec!["verify", file, "-i", key_s];
+        args.extend(expect);
+        lab.seal(&args)
+    };
+    assert_exit(&verify(prod_s), 0, &["JWT_SECRET: ok"]);
+    assert_exit(
+        &verify(dev_s),
+        25,
+        &["sealed for context discbaboons/dev", "--expect-context"],
+    );
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let into = shm.path().to_str().unwrap();
+    let mut open = vec!["open", dev_s, "--into", into, "-i", key_s];
+    open.extend(expect);
+    assert_exit(&lab.seal(&open), 25, &["expects discbaboons/prod"]);
+    assert!(std::fs::read_dir(shm.path()).unwrap().next().is_none());
+}
+
+/// The issue's own case: a token signed with the dev JWT secret once got a 200 from a prod
+/// server that had been handed the dev file. Now that server refuses to start (exit 25),
+/// and a prod server with its own file answers the dev token 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prod_server_refuses_the_dev_file_so_a_dev_token_never_gets_in() {
+    let lab = Lab::new();
+    let (_, identity, dev, prod) = dev_and_prod_files(&lab);
+    let db = Cluster::shared().create_db();
+    crate::support::apply_migrations(&db);
+    let pod = |env: &'static str, file: &Path| -> Vec<(String, String)> {
+        vec![
+            ("APP_ENV".into(), env.into()),
+            ("APP_SEALED__FILE".into(), file.display().to_string()),
+            (
+                "APP_SEALED__IDENTITY_DIR".into(),
+                identity.display().to_string(),
+            ),
+        ]
+    };
+    let start = |env: Vec<(String, String)>| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        Served::start(&db, &env)
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+
+    // A dev server issues a token with the dev secret.
+    let mut dev_server = start(pod("dev", &dev));
+    dev_server.wait_ready(&client, LIMIT).await;
+    let user = serde_json::json!({
+        "username": "ctx_user",
+        "email": "ctx_user@example.com",
+        "password": "a-long-enough-password",
+    });
+    let registered = client
+        .post(dev_server.url("/api/auth/register"))
+        .json(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let login: serde_json::Value = client
+        .post(dev_server.url("/api/auth/login"))
+        .json(&serde_json::json!({"username": "ctx_user", "password": "a-long-enough-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().expect("a token").to_owned();
+    let me = |server: &Served| {
+        client
+            .get(server.url("/api/users/me"))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(me(&dev_server).await.unwrap().status(), 200);
+    lab.printed.borrow_mut().push(dev_server.log_text());
+    drop(dev_server);
+
+    // The dev file in a prod pod: serve stops before it listens.
+    let port = free_port();
+    let mut cmd = app();
+    cmd.arg("serve")
+        .envs(db.app_env())
+        .envs(pod("prod", &dev))
+        .env("APP_HTTP__HOST", "127.0.0.1")
+        .env("APP_HTTP__PORT", port.to_string())
+        .env("APP_METRICS__ENABLED", "false");
+    let out = lab.run(cmd, None);
+    assert_exit(
+        &out,
+        25,
+        &[
+            "sealed for context discbaboons/dev",
+            "expects discbaboons/prod",
+        ],
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    // A prod server with the prod file: the dev token is not its key's.
+    let mut prod_server = start(pod("prod", &prod));
+    prod_server.wait_ready(&client, LIMIT).await;
+    assert_eq!(me(&prod_server).await.unwrap().status(), 401);
+    lab.printed.borrow_mut().push(prod_server.log_text());
+}
+
 /// Each refusal of a sealed file has its own exit code.
 mod wrong_identity_missing_identity_and_malformed_file_each_have_their_code {
     use super::*;
@@ -701,7 +931,7 @@ fn keygen_for_kubernetes_prints_a_working_secret_and_seal_needs_no_settings() {
 }
 
 #[test]
-fn identity_readable_by_others_is_a_warning_naming_the_file() {
+fn identity_readable_by_others_is_refused_in_prod_and_a_warning_in_dev() {
     let lab = Lab::new();
     let (key, recipient) = lab.keygen("key.txt");
     let jwt = lab.secret("jwt");
@@ -717,9 +947,85 @@ fn identity_readable_by_others_is_a_warning_naming_the_file() {
     let out = lab.config(&lab.path("s.yaml"), &dir, "prod");
     assert_exit(
         &out,
+        21,
+        &[
+            mounted.to_str().unwrap(),
+            "readable by other users",
+            "0644",
+            "prod refuses",
+            "chmod 600",
+            "defaultMode: 0400",
+        ],
+    );
+    let expect_prod = [("APP_SEALED__CONTEXT", "discbaboons/prod")];
+    let out = lab.config_with(&lab.path("s.yaml"), &dir, "dev", &expect_prod);
+    assert_exit(
+        &out,
         0,
         &["WARN", "key.txt", "readable by other users", "0644"],
     );
+    std::fs::set_permissions(&mounted, std::fs::Permissions::from_mode(0o400)).unwrap();
+    assert_exit(&lab.config(&lab.path("s.yaml"), &dir, "prod"), 0, &[]);
+}
+
+#[test]
+fn open_never_writes_plaintext_others_can_read() {
+    use std::os::unix::process::CommandExt;
+    let lab = Lab::new();
+    let (key, recipient) = lab.keygen("key.txt");
+    let pw = lab.secret("pg");
+    lab.new_file(
+        "s.yaml",
+        "discbaboons/prod",
+        &[&recipient],
+        &[("POSTGRES_PASSWORD", &pw)],
+    );
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let open = |mode: &str, identity: &Path| {
+        let mut cmd = app();
+        cmd.args(["seal", "open"])
+            .arg(lab.path("s.yaml"))
+            .arg("--into")
+            .arg(shm.path())
+            .arg("-i")
+            .arg(identity)
+            .args(["--mode", mode]);
+        // A permissive umask must not widen the mode, a strict one must not narrow it.
+        // SAFETY: umask is async-signal-safe and touches only the child's process state.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
+        lab.run(cmd, None)
+    };
+    let written = shm.path().join("POSTGRES_PASSWORD");
+    for mode in ["0444", "0644", "0404", "0460"] {
+        assert_exit(
+            &open(mode, &key),
+            26,
+            &[mode, "other users", "0400", "0440"],
+        );
+        assert!(!written.exists(), "--mode {mode} wrote a file");
+    }
+    assert_exit(&open("0440", &key), 0, &["wrote 1 values"]);
+    let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o440,
+        "exactly the mode asked for, whatever the umask"
+    );
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), pw);
+
+    // `open` runs in the pods: an identity others can read is refused there, as in prod.
+    std::fs::remove_file(&written).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_exit(
+        &open("0400", &key),
+        21,
+        &["key.txt", "readable by other users", "chmod 600"],
+    );
+    assert!(!written.exists());
 }
 
 /// `ssh-keygen -t ed25519` into `path`, with `passphrase` (empty for none).

@@ -33,7 +33,8 @@ struct Sealed {
 }
 
 impl Sealed {
-    fn new(values: &[(&str, &str)]) -> Sealed {
+    /// A file of `context`: it must be the context of the environment that loads it.
+    fn new(context: &str, values: &[(&str, &str)]) -> Sealed {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("cluster.key");
         let out = run(
@@ -57,7 +58,7 @@ impl Sealed {
             let mut cmd = app();
             cmd.args(["seal", "set", file.to_str().unwrap(), name]);
             if i == 0 {
-                cmd.args(["--context", "discbaboons/dev", "-r", &recipient]);
+                cmd.args(["--context", context, "-r", &recipient]);
             }
             let out = run(cmd, Some(&format!("{value}\n")), Duration::from_secs(60));
             assert!(out.status.success(), "{}", output_text(&out));
@@ -125,7 +126,11 @@ type Case<'a> = (&'a str, Vec<u8>, Vec<i32>, Vec<&'a str>);
 #[test]
 fn hostile_sealed_files_get_a_clear_error_and_never_a_panic() {
     let secret = format!("jwt-{}", uuid::Uuid::new_v4().simple());
-    let sealed = Sealed::new(&[("JWT_SECRET", &secret), ("OTHER", "other-value-1")]);
+    // Loaded by `app config` in dev.
+    let sealed = Sealed::new(
+        "discbaboons/dev",
+        &[("JWT_SECRET", &secret), ("OTHER", "other-value-1")],
+    );
     let good = sealed.text();
     let out = sealed.load_path(&sealed.file);
     assert_clear_error("the valid file", &out, &[0], &["JWT_SECRET"]);
@@ -370,10 +375,14 @@ async fn nothing_at_trace_level_ever_prints_a_secret() {
     let mut sweep = Sweep::default();
     let db_password = format!("p@ss:/+=?&%{}", sweep.secret("dbpw"));
     let jwt_secret = sweep.secret("jwt-secret-at-least-32-bytes-long");
-    let sealed = Sealed::new(&[
-        ("DATABASE_PASSWORD", &db_password),
-        ("JWT_SECRET", &jwt_secret),
-    ]);
+    // Loaded by the pod's commands in prod.
+    let sealed = Sealed::new(
+        "discbaboons/prod",
+        &[
+            ("DATABASE_PASSWORD", &db_password),
+            ("JWT_SECRET", &jwt_secret),
+        ],
+    );
     let private_key = std::fs::read_to_string(sealed.dir.path().join("cluster.key"))
         .unwrap()
         .lines()

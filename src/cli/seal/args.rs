@@ -63,6 +63,7 @@ const VERIFY_EXAMPLES: &str = "\
 Examples:
   app seal verify deploy/prod/secrets.yaml -i recovery.key
   app seal verify deploy/prod/secrets.yaml -i /etc/app/identity      every file in a directory
+  app seal verify deploy/prod/secrets.yaml -i recovery.key --expect-context discbaboons/prod
 
 Exit codes: 20 malformed, 21 no identity, 22 no matching identity, 23 tampered,
 24 bound to another key, 25 bound to another context.";
@@ -81,7 +82,9 @@ const OPEN_EXAMPLES: &str = "\
 Examples (an init container next to PostgreSQL, DIR an emptyDir with medium: Memory):
   app seal open /etc/app/sealed/secrets.yaml --into /run/pg-secrets -i /etc/app/identity \\
       POSTGRES_PASSWORD
-  app seal open secrets.yaml --into /dev/shm/app -i recovery.key --mode 0440";
+  app seal open secrets.yaml --into /dev/shm/app -i recovery.key --mode 0440
+  app seal open /etc/app/sealed/secrets.yaml --into /run/pg-secrets -i /etc/app/identity \
+      --expect-context discbaboons/prod POSTGRES_PASSWORD      another environment's file: 25";
 
 /// The sealed file argument.
 #[derive(Debug, clap::Args)]
@@ -164,6 +167,9 @@ pub(crate) struct RmArgs {
 pub(crate) struct VerifyArgs {
     /// The sealed secrets file.
     pub file: PathBuf,
+    /// Refuse the file (exit 25) unless it is sealed for this context, e.g. discbaboons/prod.
+    #[arg(long, value_name = "CONTEXT")]
+    pub expect_context: Option<String>,
     /// Who decrypts.
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -207,6 +213,10 @@ pub(crate) struct OpenArgs {
     /// File mode, in octal (0440 lets the pod's fsGroup read).
     #[arg(long, default_value = "0400", value_parser = parse_mode)]
     pub mode: u32,
+    /// Refuse the file (exit 25) unless it is sealed for this context, as `sealed.context`
+    /// does in the app's pods, e.g. discbaboons/prod.
+    #[arg(long, value_name = "CONTEXT")]
+    pub expect_context: Option<String>,
     /// Who decrypts.
     #[command(flatten)]
     pub identity: IdentityArgs,
