@@ -42,6 +42,9 @@ pub(crate) enum DumpSource {
     },
 }
 
+/// A `pg_dump` we run, and the thread collecting its stderr.
+type Dumper = (Child, std::thread::JoinHandle<String>);
+
 /// What [`create`] wrote.
 #[derive(Debug)]
 pub(crate) struct Created {
@@ -123,10 +126,7 @@ pub(crate) fn create(
     let mut guard = RemoveOnDrop(Some(partial.clone()));
 
     let same_snapshot;
-    let (mut reader, mut child): (
-        Box<dyn Read>,
-        Option<(Child, std::thread::JoinHandle<String>)>,
-    ) = match &source {
+    let (mut reader, mut child): (Box<dyn Read>, Option<Dumper>) = match &source {
         DumpSource::PgDump { program, env } => {
             same_snapshot = true;
             let mut cmd = Command::new(program);

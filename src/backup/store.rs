@@ -146,11 +146,11 @@ pub(crate) struct Policy {
 /// What `prune` removes from `entries` (as [`list`] returns them), with the reason, under
 /// `policy`. The newest complete backup is always kept, whatever the policy; incomplete
 /// leftovers go once they are older than [`STALE_AFTER`] at `now`.
-pub(crate) fn prune_plan<'e>(
-    entries: &'e [Entry],
+pub(crate) fn prune_plan(
+    entries: &[Entry],
     policy: Policy,
     now: SystemTime,
-) -> Vec<(&'e Entry, String)> {
+) -> Vec<(&Entry, String)> {
     let mut complete: Vec<&Entry> = entries
         .iter()
         .filter(|e| e.state == EntryState::Complete)
