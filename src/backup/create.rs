@@ -94,19 +94,7 @@ pub(crate) fn create(
     snapshot: &Snapshot,
     source: DumpSource,
 ) -> Result<Created, BackupError> {
-    let meta = std::fs::metadata(dir).map_err(|e| BackupError::NotFound {
-        reason: format!(
-            "the backup directory {} cannot be used ({e}): create it, or mount the backups \
-             volume there",
-            dir.display()
-        ),
-    })?;
-    if !meta.is_dir() {
-        return Err(BackupError::Refused(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
-    }
+    check_dir(dir)?;
     let name = BackupName::new(snapshot.time, snapshot.schema_version.as_deref());
     let file_name = name.file_name();
     let path = dir.join(&file_name);
@@ -117,14 +105,6 @@ pub(crate) fn create(
             path.display()
         )));
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .map_err(|e| write_error(dir, &partial, e, 0))?;
-    let mut guard = RemoveOnDrop(Some(partial.clone()));
-
     let same_snapshot;
     let (mut reader, mut child): (Box<dyn Read>, Option<Dumper>) = match &source {
         DumpSource::PgDump { program, env } => {
@@ -133,6 +113,11 @@ pub(crate) fn create(
             cmd.args(["--format=custom", "--no-password", "--snapshot"])
                 .arg(&snapshot.id)
                 .env_clear()
+                // Only libpq's variables of our settings, and a PATH to find `pg_dump` on.
+                .env(
+                    "PATH",
+                    std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+                )
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -167,6 +152,15 @@ pub(crate) fn create(
         }
     };
 
+    // Only now the partial file: whatever fails from here on drops the reader, which ends the
+    // dumper (a closed pipe) instead of leaving it blocked on a FIFO nobody reads.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| write_error(dir, &partial, e, 0))?;
+    let mut guard = RemoveOnDrop(Some(partial.clone()));
     let written = encrypt(&mut *reader, file, recipients, dir, &partial);
     drop(reader);
     // The dumper's verdict comes first: a dump cut short is reported as such, whatever the
@@ -243,6 +237,25 @@ pub(crate) fn create(
         .map_err(|e| BackupError::io("cannot sync", dir, e))?;
     guard.0 = None;
     Ok(Created { path, manifest })
+}
+
+/// Fails unless `dir` is a directory: checked before the snapshot is exported, so that no
+/// dumper starts for a backup that cannot be written.
+pub(crate) fn check_dir(dir: &Path) -> Result<(), BackupError> {
+    let meta = std::fs::metadata(dir).map_err(|e| BackupError::NotFound {
+        reason: format!(
+            "the backup directory {} cannot be used ({e}): create it, or mount the backups \
+             volume there",
+            dir.display()
+        ),
+    })?;
+    if !meta.is_dir() {
+        return Err(BackupError::Refused(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Encrypts `reader` into `file`: the encrypted size, its SHA-256, the dump's size and its

@@ -16,7 +16,7 @@ mod read;
 mod snapshot;
 mod store;
 
-pub(crate) use create::{DumpSource, create, wait_for_status, write_snapshot_id};
+pub(crate) use create::{DumpSource, check_dir, create, wait_for_status, write_snapshot_id};
 pub use error::BackupError;
 pub(crate) use manifest::Manifest;
 pub(crate) use read::{open_to, verify};

@@ -220,6 +220,7 @@ async fn create(args: CreateArgs, settings: &Settings) -> anyhow::Result<()> {
     let entries = recipients(&args.recipients, settings)?;
     let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
     let recipients = Recipients::from_entries(&entries)?;
+    backup::check_dir(&args.dir.dir)?;
     let snapshot = Snapshot::take(&settings.database).await?;
     if let Some(path) = &args.snapshot_file {
         backup::write_snapshot_id(path, &snapshot.id)?;
@@ -507,7 +508,14 @@ fn open_fifo(path: &Path, timeout: Duration) -> anyhow::Result<std::fs::File> {
 }
 
 async fn drill(args: DrillArgs, settings: &Settings) -> anyhow::Result<()> {
-    let entry = backup::latest(&args.dir.dir)?;
+    let entry = match backup::latest(&args.dir.dir) {
+        Ok(entry) => entry,
+        Err(err) => {
+            // pg_restore waits on the FIFO: an empty stream ends it (and its Job) at once.
+            let _ = open_fifo(&args.fifo, Duration::from_secs(30));
+            return Err(err.into());
+        }
+    };
     let manifest = entry
         .manifest
         .clone()
@@ -526,9 +534,10 @@ async fn drill(args: DrillArgs, settings: &Settings) -> anyhow::Result<()> {
         manifest.clone(),
     );
     let streamed = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        // The FIFO first: from here on, any failure closes it, which ends pg_restore.
+        let mut out = open_fifo(&fifo, timeout)?;
         // Loaded here: age's identities stay on the thread that uses them.
         let identities = load_identities(&identity_paths, Passphrase::Refuse)?;
-        let mut out = open_fifo(&fifo, timeout)?;
         let opened = backup::open_to(&path, Some(&for_task), &identities, &mut out)?;
         drop(out);
         backup::wait_for_status(&status, timeout).map_err(|e| BackupError::DrillFailed {

@@ -218,13 +218,17 @@ fn shell(script: &str, env: &[(&str, &Path)], db: &TestDb<'_>) -> std::process::
 const DUMP_SCRIPT: &str = r#"
 for _ in $(seq 1 600); do [ -s "$SNAPSHOT" ] && break; sleep 0.1; done
 pg_dump --format=custom --snapshot="$(cat "$SNAPSHOT")" -d "$PGDATABASE" >"$FIFO"
-echo $? >"$STATUS"
+status=$?
+echo "$status" >"$STATUS"
+exit "$status"
 "#;
 
 /// What the drill's restore container runs: pg_restore from the FIFO, then its exit status.
 const RESTORE_SCRIPT: &str = r#"
 pg_restore --no-owner --exit-on-error -d "$PGDATABASE" <"$FIFO"
-echo $? >"$STATUS"
+status=$?
+echo "$status" >"$STATUS"
+exit "$status"
 "#;
 
 #[test]
@@ -725,8 +729,9 @@ echo "left=$(ls -A "$DIR" | wc -l)"
 }
 
 /// Runs the drill against the newest backup in the lab, restoring into a new database with the
-/// restore container's script: the drill's exit and the new database.
-fn drill<'c>(lab: &Lab, cluster: &'c Cluster, db: &TestDb<'_>) -> (Output, TestDb<'c>) {
+/// restore container's script: the drill's exit, the restorer's, and the new database. The
+/// restorer must end by itself whatever happened: the drill always closes the FIFO.
+fn drill<'c>(lab: &Lab, cluster: &'c Cluster, db: &TestDb<'_>) -> (Output, Output, TestDb<'c>) {
     let scratch = cluster.create_db();
     let run_dir = tempfile::tempdir_in(lab.dir.path()).unwrap();
     let (fifo, status) = (run_dir.path().join("dump"), run_dir.path().join("status"));
@@ -760,16 +765,8 @@ fn drill<'c>(lab: &Lab, cluster: &'c Cluster, db: &TestDb<'_>) -> (Output, TestD
         None,
         LIMIT,
     );
-    if out.status.success() {
-        let restored = crate::support::wait_bounded(restorer, Instant::now() + LIMIT, "pg_restore");
-        assert!(restored.status.success(), "{}", output_text(&restored));
-    } else {
-        // The drill may have failed before opening the FIFO: the restorer would wait forever.
-        let mut restorer = restorer;
-        let _ = restorer.kill();
-        let _ = restorer.wait();
-    }
-    (out, scratch)
+    let restored = crate::support::wait_bounded(restorer, Instant::now() + LIMIT, "pg_restore");
+    (out, restored, scratch)
 }
 
 #[test]
@@ -777,11 +774,22 @@ fn the_restore_drill_passes_on_a_good_backup_and_fails_loudly_otherwise() {
     let lab = Lab::new();
     let cluster = Cluster::shared();
     let db = seeded(cluster, 100, 100);
-    let file = lab.create(&db);
 
-    let (out, scratch) = drill(&lab, cluster, &db);
+    // No backup yet: exit 43, and pg_restore, waiting on the FIFO, is released.
+    let (out, restored, _) = drill(&lab, cluster, &db);
+    assert_eq!(out.status.code(), Some(43), "{}", output_text(&out));
+    assert!(!restored.status.success(), "{}", output_text(&restored));
+    assert!(
+        output_text(&restored).contains("too short"),
+        "{}",
+        output_text(&restored)
+    );
+
+    let file = lab.create(&db);
+    let (out, restored, scratch) = drill(&lab, cluster, &db);
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
+    assert!(restored.status.success(), "{}", output_text(&restored));
     assert!(text.contains("restore drill passed"), "{text}");
     assert_eq!(scratch.psql("select count(*) from users"), "103");
     drop(scratch);
@@ -792,7 +800,7 @@ fn the_restore_drill_passes_on_a_good_backup_and_fails_loudly_otherwise() {
     let mut manifest: serde_json::Value = serde_json::from_str(&good).unwrap();
     manifest["tables"]["public.users"] = serde_json::json!(104);
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
-    let (out, _) = drill(&lab, cluster, &db);
+    let (out, _, _) = drill(&lab, cluster, &db);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(44), "{text}");
     assert!(
@@ -801,11 +809,16 @@ fn the_restore_drill_passes_on_a_good_backup_and_fails_loudly_otherwise() {
     );
     std::fs::write(&manifest_path, good).unwrap();
 
-    // A damaged file: refused before anything reaches pg_restore.
+    // A damaged file: refused before a byte reaches pg_restore, which fails on the empty stream.
     let mut bytes = std::fs::read(&file).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x80;
     std::fs::write(&file, bytes).unwrap();
-    let (out, _) = drill(&lab, cluster, &db);
+    let (out, restored, scratch) = drill(&lab, cluster, &db);
     assert_eq!(out.status.code(), Some(42), "{}", output_text(&out));
+    assert!(!restored.status.success(), "{}", output_text(&restored));
+    assert_eq!(
+        scratch.psql("select count(*) from pg_tables where schemaname = 'public'"),
+        "0"
+    );
 }
