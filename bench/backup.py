@@ -22,24 +22,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pg import Cluster  # noqa: E402
+from run import seed  # noqa: E402  (run.py's main() is behind __main__)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def log(msg):
     print(f"==> {msg}", file=sys.stderr, flush=True)
-
-
-def seed(cluster, db, users):
-    """Synthetic users with profiles, as bench/run.py seeds them."""
-    cluster.psql(db, f"""
-        insert into users (username, password_hash)
-        select 'user_' || g, '!bench-no-login' from generate_series(1, {users}) g;
-        insert into user_profiles (user_id, email, name, location, bio)
-        select u.id, u.username || '@example.com', 'User ' || u.id, 'Somewhere', 'Benchmark user'
-        from users u left join user_profiles p on p.user_id = u.id where p.user_id is null;
-        analyze;
-    """)
 
 
 def wait(proc, what):

@@ -13,7 +13,7 @@ use super::exit::{ExitCode, coded};
 use crate::backup::{self, BackupError, DumpSource, Entry, EntryState, Manifest, Policy, Snapshot};
 use crate::config::Settings;
 use crate::migrate::{IgnorePatterns, Migrations, Placeholders};
-use crate::secrets::{Identities, Passphrase, RecipientEntry, Recipients, SealedFile, recipient};
+use crate::secrets::{Identities, Passphrase, RecipientEntry, Recipients, SealedFile};
 
 pub(super) const EXAMPLES: &str = "\
 Examples:
@@ -263,40 +263,35 @@ async fn create(args: CreateArgs, settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The recipients of a new backup: the flags, else the sealed file's.
+/// The recipients of a new backup: the flags, else the sealed file's (the cluster key and the
+/// offline recovery key).
 fn recipients(
     args: &super::seal::RecipientArgs,
     settings: &Settings,
 ) -> anyhow::Result<Vec<RecipientEntry>> {
-    let mut entries = Vec::new();
-    for r in &args.recipients {
-        entries.push(RecipientEntry::parse(r, None)?);
+    if !args.recipients.is_empty() || !args.recipient_files.is_empty() {
+        return super::seal::recipient_entries(args);
     }
-    for path in &args.recipient_files {
-        entries.extend(recipient::read_recipients_file(path)?);
+    let file = &settings.sealed.file;
+    if !file.exists() {
+        return Err(coded(
+            ExitCode::Usage,
+            format!(
+                "no recipients: the sealed file {} (sealed.file / APP_SEALED__FILE) does not \
+                 exist; mount it, or give -r age1... / -R FILE",
+                file.display()
+            ),
+        ));
     }
+    let mut entries = SealedFile::read(file)?.recipients;
     if entries.is_empty() {
-        let file = &settings.sealed.file;
-        if !file.exists() {
-            return Err(coded(
-                ExitCode::Usage,
-                format!(
-                    "no recipients: the sealed file {} (sealed.file / APP_SEALED__FILE) does \
-                     not exist; mount it, or give -r age1... / -R FILE",
-                    file.display()
-                ),
-            ));
-        }
-        entries = SealedFile::read(file)?.recipients;
-        if entries.is_empty() {
-            return Err(coded(
-                ExitCode::Usage,
-                format!(
-                    "no recipients: the sealed file {} lists none; give -r age1... / -R FILE",
-                    file.display()
-                ),
-            ));
-        }
+        return Err(coded(
+            ExitCode::Usage,
+            format!(
+                "no recipients: the sealed file {} lists none; give -r age1... / -R FILE",
+                file.display()
+            ),
+        ));
     }
     entries.dedup_by(|a, b| a.key == b.key);
     Ok(entries)

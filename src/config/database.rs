@@ -142,21 +142,7 @@ impl std::fmt::Display for Target {
 impl DatabaseSettings {
     /// Connect options with every field set from these settings (see the module docs).
     pub(crate) fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
-        let parsed = match &self.url {
-            Some(url) => Some(parse_url(url.expose())?),
-            None => None,
-        };
-        let target = self.target_from(parsed.as_ref());
-        let sslmode = self
-            .sslmode
-            .or_else(|| parsed.as_ref().and_then(|p| p.sslmode))
-            .unwrap_or_default();
-        let password = self
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_owned())
-            .or_else(|| parsed.as_ref().and_then(|p| p.password.clone()));
-
+        let (target, sslmode, password) = self.resolved()?;
         let mut opts = PgConnectOptions::new_without_pgpass()
             .host(&target.host)
             .port(target.port)
@@ -177,20 +163,7 @@ impl DatabaseSettings {
     /// target, password and TLS mode as [`Self::connect_options`]. Goes into a child's
     /// environment only, never into argv (where `ps` would show the password).
     pub(crate) fn libpq_env(&self) -> Result<Vec<(String, String)>, ConfigError> {
-        let parsed = match &self.url {
-            Some(url) => Some(parse_url(url.expose())?),
-            None => None,
-        };
-        let target = self.target_from(parsed.as_ref());
-        let sslmode = self
-            .sslmode
-            .or_else(|| parsed.as_ref().and_then(|p| p.sslmode))
-            .unwrap_or_default();
-        let password = self
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_owned())
-            .or_else(|| parsed.as_ref().and_then(|p| p.password.clone()));
+        let (target, sslmode, password) = self.resolved()?;
         let sslmode = match sslmode {
             SslMode::Disable => "disable",
             SslMode::Allow => "allow",
@@ -214,6 +187,25 @@ impl DatabaseSettings {
             env.push(("PGSSLROOTCERT".to_owned(), cert.display().to_string()));
         }
         Ok(env)
+    }
+
+    /// The target, TLS mode and password after merging the URL and the fields.
+    fn resolved(&self) -> Result<(Target, SslMode, Option<String>), ConfigError> {
+        let parsed = match &self.url {
+            Some(url) => Some(parse_url(url.expose())?),
+            None => None,
+        };
+        let target = self.target_from(parsed.as_ref());
+        let sslmode = self
+            .sslmode
+            .or_else(|| parsed.as_ref().and_then(|p| p.sslmode))
+            .unwrap_or_default();
+        let password = self
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .or_else(|| parsed.as_ref().and_then(|p| p.password.clone()));
+        Ok((target, sslmode, password))
     }
 
     /// Host, port, user and database name, for logs. Fails like [`Self::connect_options`].

@@ -131,17 +131,8 @@ fn fingerprint(db: &TestDb<'_>) -> (String, String) {
            union all select 'history ' || version || ' ' || checksum from flyway_schema_history \
              where version is not null) x",
     );
-    let out = Command::new(pg_bin().join("pg_dump"))
-        .args(["--schema-only", "--no-owner", "-h", "127.0.0.1"])
-        .args([
-            "-p",
-            &db.cluster.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            &db.name,
-        ])
-        .env("PGPASSWORD", crate::support::pg::SUPERUSER_PASSWORD)
+    let out = pg_tool("pg_dump", db)
+        .args(["--schema-only", "--no-owner"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
@@ -155,6 +146,15 @@ fn fingerprint(db: &TestDb<'_>) -> (String, String) {
     (rows, schema)
 }
 
+/// A PostgreSQL client tool connected to `db` as the superuser.
+fn pg_tool(tool: &str, db: &TestDb<'_>) -> Command {
+    let mut cmd = Command::new(pg_bin().join(tool));
+    cmd.args(["-h", "127.0.0.1", "-p", &db.cluster.port.to_string()])
+        .args(["-U", crate::support::pg::SUPERUSER, "-d", &db.name])
+        .env("PGPASSWORD", crate::support::pg::SUPERUSER_PASSWORD);
+    cmd
+}
+
 /// `pg_restore --no-owner` into `db`, reading the dump from `producer`'s stdout.
 fn restore_from(mut producer: Command, db: &TestDb<'_>) -> (Output, Output) {
     let mut source = producer
@@ -163,17 +163,8 @@ fn restore_from(mut producer: Command, db: &TestDb<'_>) -> (Output, Output) {
         .spawn()
         .unwrap();
     let stdout = source.stdout.take().unwrap();
-    let restore = Command::new(pg_bin().join("pg_restore"))
-        .args(["--no-owner", "--exit-on-error", "-h", "127.0.0.1"])
-        .args([
-            "-p",
-            &db.cluster.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            &db.name,
-        ])
-        .env("PGPASSWORD", crate::support::pg::SUPERUSER_PASSWORD)
+    let restore = pg_tool("pg_restore", db)
+        .args(["--no-owner", "--exit-on-error"])
         .stdin(stdout)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -565,16 +556,8 @@ fn a_killed_or_failed_dump_leaves_nothing_that_looks_complete() {
     let db = seeded(Cluster::shared(), 10, 10);
     let status = lab.path("status");
     // A real dump, to feed half of it.
-    let dump = Command::new(pg_bin().join("pg_dump"))
-        .args([
-            "--format=custom",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &db.cluster.port.to_string(),
-        ])
-        .args(["-U", "postgres", "-d", &db.name])
-        .env("PGPASSWORD", crate::support::pg::SUPERUSER_PASSWORD)
+    let dump = pg_tool("pg_dump", &db)
+        .arg("--format=custom")
         .output()
         .unwrap();
     assert!(dump.status.success());
@@ -620,21 +603,14 @@ fn a_killed_or_failed_dump_leaves_nothing_that_looks_complete() {
     std::fs::remove_dir_all(&lab.backups).unwrap();
     std::fs::create_dir(&lab.backups).unwrap();
     std::fs::write(&status, "1\n").unwrap();
-    let half = String::from_utf8_lossy(&dump.stdout[..20]).into_owned();
-    let out = run(
-        &mut lab.backup(
-            &db,
-            &[
-                "create",
-                "--input",
-                "-",
-                "--status-file",
-                status.to_str().unwrap(),
-            ],
-        ),
-        Some(&half),
-        LIMIT,
-    );
+    // `create --input - --status-file STATUS`, fed `input`.
+    let from_stdin = |input: &str| {
+        let status = status.to_str().unwrap();
+        let args = ["create", "--input", "-", "--status-file", status];
+        run(&mut lab.backup(&db, &args), Some(input), LIMIT)
+    };
+    let head = String::from_utf8_lossy(&dump.stdout[..20]).into_owned();
+    let out = from_stdin(&head);
     assert_eq!(out.status.code(), Some(41), "{}", output_text(&out));
     assert!(
         output_text(&out).contains("status 1"),
@@ -645,20 +621,7 @@ fn a_killed_or_failed_dump_leaves_nothing_that_looks_complete() {
 
     // A stream that is not a custom-format dump is refused the same way.
     std::fs::write(&status, "0\n").unwrap();
-    let out = run(
-        &mut lab.backup(
-            &db,
-            &[
-                "create",
-                "--input",
-                "-",
-                "--status-file",
-                status.to_str().unwrap(),
-            ],
-        ),
-        Some("create table t();\n"),
-        LIMIT,
-    );
+    let out = from_stdin("create table t();\n");
     assert_eq!(out.status.code(), Some(41), "{}", output_text(&out));
     assert!(
         output_text(&out).contains("--format=custom"),
@@ -667,7 +630,7 @@ fn a_killed_or_failed_dump_leaves_nothing_that_looks_complete() {
     );
     assert_eq!(std::fs::read_dir(&lab.backups).unwrap().count(), 0);
 
-    // pg_dump itself failing (no such database) is reported with its message.
+    // `--pg-dump` failing after a first chunk of output: its message is in the error.
     let wrapper = lab.path("failing-pg-dump");
     std::fs::write(
         &wrapper,
