@@ -649,6 +649,12 @@ fn a_killed_or_failed_dump_leaves_nothing_that_looks_complete() {
     );
     assert_eq!(out.status.code(), Some(41), "{}", output_text(&out));
     assert!(output_text(&out).contains("boom"), "{}", output_text(&out));
+    // The password pg_dump got in its environment is in no message.
+    assert!(
+        !output_text(&out).contains(crate::support::pg::SUPERUSER_PASSWORD),
+        "{}",
+        output_text(&out)
+    );
     assert_eq!(std::fs::read_dir(&lab.backups).unwrap().count(), 0);
 }
 
