@@ -442,6 +442,11 @@ def write_report(args, r):
     notes = os.path.join(BENCH, "NOTES.md")
     if os.path.exists(notes):
         lines += [open(notes).read().rstrip(), ""]
+    # bench/backup.py's section is measured separately: keep it.
+    if os.path.exists(args.out):
+        kept = open(args.out).read().partition("\n## Backups\n")[2]
+        if kept:
+            lines += ["## Backups", kept.split("\n## ", 1)[0].rstrip(), ""]
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines))

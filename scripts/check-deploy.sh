@@ -5,7 +5,8 @@
 #              kinds (no schema offline) are the only ones allowed to skip
 #   checkov    --framework kubernetes on each rendered overlay and --framework dockerfile,
 #              0 failed; every skip must carry its reason inline (CKV_..=reason)
-#   invariants what the design promises of the rendered objects (python, below)
+#   invariants what the design promises of the rendered objects (python, below), CronJobs'
+#              pod templates included
 #   hadolint, yamllint (.yamllint), shellcheck, and shellcheck --shell=sh of rebuild.sh
 #   rebuild.sh its argument handling, against stub docker/kind/kubectl/cargo that must not run,
 #              and dev and prod end to end against stubs with the real `app seal`; both under
@@ -166,8 +167,16 @@ need(not find("Secret"), "a Secret is rendered: secrets live in the sealed file 
 
 containers_of = lambda pod: pod.get("initContainers", []) + pod.get("containers", [])
 
+def pod_of(d):
+    """The pod template of a Deployment, StatefulSet or Job, and of a CronJob's jobs."""
+    spec = d.get("spec", {})
+    if d["kind"] == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    return (spec.get("template") or {}).get("spec")
+
+
 for d in docs:
-    pod = (d.get("spec", {}).get("template") or {}).get("spec")
+    pod = pod_of(d)
     if not pod:
         continue
     where = f"{d['kind']}/{d['metadata']['name']}"
@@ -255,8 +264,38 @@ def external_database():
         need(any(host in n for n in nets), f"external: APP_DATABASE__HOST {host} is outside the egress CIDR {[str(n) for n in nets]}")
 
 
+def backups():
+    """Backups (docs/backups.md): pg_dump/pg_restore of the StatefulSet's own image, our app
+    image, plaintext only in memory-backed volumes, never two runs at once, bounded, on the PVC."""
+    need(one("PersistentVolumeClaim", "backups").get("spec", {}).get("resources", {}).get("requests", {}).get("storage"),
+         "the backups PersistentVolumeClaim needs a size")
+    for name, role, db_tool in (("backup", ["backup", "create"], "pg_dump"), ("restore-drill", ["backup", "drill"], "pg_restore")):
+        cron = one("CronJob", name)
+        cspec = cron.get("spec", {})
+        need(cspec.get("concurrencyPolicy") == "Forbid", f"CronJob/{name}: concurrencyPolicy Forbid")
+        need(cspec.get("jobTemplate", {}).get("spec", {}).get("activeDeadlineSeconds"), f"CronJob/{name}: activeDeadlineSeconds")
+        bpod = pod_of(cron) or {}
+        bvolumes = bpod.get("volumes", [])
+        for v in bvolumes:
+            if "emptyDir" in v:
+                need(v["emptyDir"].get("medium") == "Memory" and v["emptyDir"].get("sizeLimit"),
+                     f"CronJob/{name} volume {v['name']}: emptyDir must be medium Memory with a sizeLimit")
+        need(any(v.get("persistentVolumeClaim", {}).get("claimName") == "backups" for v in bvolumes), f"CronJob/{name}: mounts the backups PVC")
+        for c in containers_of(bpod):
+            need(c["image"] in images or c["image"] == pg_main.get("image"),
+                 f"CronJob/{name} container {c['name']}: runs neither the app's image nor the StatefulSet's postgres image")
+        main = bpod.get("containers", [])
+        need([c.get("args", [None, None])[:2] for c in main if c["image"] in images] == [role], f"CronJob/{name}: one `app {' '.join(role)}` container")
+        need(any(c["image"] == pg_main.get("image") and db_tool in " ".join(c.get("command", [])) for c in main),
+             f"CronJob/{name}: {db_tool} runs in the StatefulSet's postgres image")
+    drill_suspended = one("CronJob", "restore-drill").get("spec", {}).get("suspend")
+    need(drill_suspended is (env != "prod"), f"restore-drill: suspended except in prod (suspend={drill_suspended!r})")
+
+
 if env == "external":
     external_database()
+    for kind, name in (("CronJob", "backup"), ("CronJob", "restore-drill"), ("PersistentVolumeClaim", "backups")):
+        need(not find(kind, name), f"external: {kind}/{name} must not be rendered (the external database's backups are its own)")
     pg = {}
 else:
     pg = one("StatefulSet", "postgres")
@@ -275,6 +314,7 @@ else:
         need(pg_main.get(probe, {}).get("exec", {}).get("command", [None])[0] == "pg_isready", f"postgres {probe} must be pg_isready")
     need(pg.get("spec", {}).get("volumeClaimTemplates"), "postgres needs a volume claim template")
     need(one("Service", "postgres").get("spec", {}).get("clusterIP") == "None", "postgres Service must be headless")
+    backups()
 
 if env == "prod":
     need(find("PodDisruptionBudget"), "prod: PodDisruptionBudget")

@@ -6,6 +6,8 @@
 pub mod api;
 /// Accounts' cryptography: argon2id password hashes and HS256 JSON Web Tokens.
 pub(crate) mod auth;
+/// Encrypted `pg_dump` backups: create, list, prune, verify, open, and the restore drill.
+pub mod backup;
 /// Version and git commit of this build.
 pub(crate) mod build_info;
 /// The command line: one module per subcommand, dispatched from `main`, and the exit codes.

@@ -10,6 +10,7 @@
 use std::fmt;
 
 use crate::auth::WeakSecret;
+use crate::backup::BackupError;
 use crate::config::ConfigError;
 use crate::db::{NotReady, WaitError};
 use crate::migrate::MigrateError;
@@ -73,12 +74,25 @@ pub enum ExitCode {
 
     /// The server could not start: port in use, weak JWT secret in prod, and the like.
     ServeStartup = 30,
+
+    /// The backup volume is full; the partial backup was removed.
+    BackupNoSpace = 40,
+    /// The dump did not complete (pg_dump failed or was cut short, or the stream is not
+    /// `pg_dump --format=custom`); no backup was written.
+    BackupDumpFailed = 41,
+    /// A backup failed verification: checksum, age's integrity check, truncation, not a dump.
+    BackupCorrupt = 42,
+    /// No backup where one was asked for: a missing file, or no complete backup in the directory.
+    BackupNotFound = 43,
+    /// The restore drill restored a backup that differs from its manifest, or fails
+    /// `migrate validate`.
+    RestoreDrillFailed = 44,
 }
 
 impl ExitCode {
     /// Every exit code, in numeric order. The test `all_lists_every_variant` matches on the
     /// enum exhaustively, so a new variant does not compile until it is listed there and here.
-    pub const ALL: [ExitCode; 21] = [
+    pub const ALL: [ExitCode; 26] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -100,6 +114,11 @@ impl ExitCode {
         ExitCode::SealedWrongContext,
         ExitCode::SealedRefused,
         ExitCode::ServeStartup,
+        ExitCode::BackupNoSpace,
+        ExitCode::BackupDumpFailed,
+        ExitCode::BackupCorrupt,
+        ExitCode::BackupNotFound,
+        ExitCode::RestoreDrillFailed,
     ];
 
     /// The numeric code handed to the operating system.
@@ -246,6 +265,21 @@ impl From<&StartError> for ExitCode {
     }
 }
 
+impl From<&BackupError> for ExitCode {
+    fn from(err: &BackupError) -> Self {
+        match err {
+            BackupError::NoSpace { .. } => ExitCode::BackupNoSpace,
+            BackupError::DumpFailed { .. } => ExitCode::BackupDumpFailed,
+            BackupError::Corrupt { .. } => ExitCode::BackupCorrupt,
+            BackupError::NotFound { .. } => ExitCode::BackupNotFound,
+            BackupError::NoMatchingIdentity { .. } => ExitCode::IdentityMismatch,
+            BackupError::DrillFailed { .. } => ExitCode::RestoreDrillFailed,
+            BackupError::Refused(_) => ExitCode::Usage,
+            BackupError::Io { .. } => ExitCode::Failure,
+        }
+    }
+}
+
 /// An error that carries its exit code explicitly, for CLI code with no library error to wrap.
 #[derive(Debug)]
 pub struct Coded {
@@ -303,6 +337,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
         SealedError,
         ValueError,
         MigrateError,
+        BackupError,
     );
     None
 }
@@ -369,6 +404,14 @@ mod tests {
                 .into(),
                 ExitCode::MigrationLockTimeout,
             ),
+            (
+                BackupError::NoSpace {
+                    dir: "/backups".into(),
+                    written: 1,
+                }
+                .into(),
+                ExitCode::BackupNoSpace,
+            ),
         ];
         for (err, code) in errors {
             let err = err.context("while testing");
@@ -404,6 +447,11 @@ mod tests {
                 ExitCode::SealedWrongContext => 18,
                 ExitCode::SealedRefused => 19,
                 ExitCode::ServeStartup => 20,
+                ExitCode::BackupNoSpace => 21,
+                ExitCode::BackupDumpFailed => 22,
+                ExitCode::BackupCorrupt => 23,
+                ExitCode::BackupNotFound => 24,
+                ExitCode::RestoreDrillFailed => 25,
             };
             assert_eq!(position, index, "{code:?} is out of place in ExitCode::ALL");
         }

@@ -4,6 +4,7 @@
 //! need them), start telemetry, dispatch, and turn the outcome into an exit code ([`exit`]
 //! owns the codes and which error gets which).
 
+mod backup;
 mod config;
 pub mod exit;
 mod healthcheck;
@@ -62,6 +63,9 @@ pub(crate) enum Command {
     /// Age-encrypted secrets in git: keygen, set, rm, list, verify, rekey, get, open.
     #[command(after_help = seal::EXAMPLES)]
     Seal(seal::Args),
+    /// Encrypted database backups: create, list, prune, verify, open, drill.
+    #[command(after_help = backup::EXAMPLES)]
+    Backup(backup::Args),
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -74,6 +78,10 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
     match command {
         Command::Seal(args) => standalone(|| seal::run(args)),
         Command::Openapi(args) => standalone(|| openapi::run(args)),
+        Command::Backup(args) if args.needs_settings() => {
+            configured(config, async |s| backup::run_configured(args, s).await)
+        }
+        Command::Backup(args) => standalone(|| backup::run_standalone(args)),
         Command::WaitDb(args) => configured(config, async |s| wait_db::run(args, s).await),
         Command::Migrate(args) => configured(config, async |s| migrate::run(args, s).await),
         Command::Config(args) => configured(config, async |s| config::run(args, s).await),

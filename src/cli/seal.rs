@@ -291,7 +291,8 @@ fn load_identities(args: &IdentityArgs, exposed: Exposed) -> anyhow::Result<Iden
     Ok(identities)
 }
 
-fn recipient_entries(args: &RecipientArgs) -> anyhow::Result<Vec<RecipientEntry>> {
+/// The recipients given with -r and -R (at least one), duplicates dropped.
+pub(super) fn recipient_entries(args: &RecipientArgs) -> anyhow::Result<Vec<RecipientEntry>> {
     let mut entries = Vec::new();
     for r in &args.recipients {
         entries.push(RecipientEntry::parse(r, None)?);

@@ -142,21 +142,7 @@ impl std::fmt::Display for Target {
 impl DatabaseSettings {
     /// Connect options with every field set from these settings (see the module docs).
     pub(crate) fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
-        let parsed = match &self.url {
-            Some(url) => Some(parse_url(url.expose())?),
-            None => None,
-        };
-        let target = self.target_from(parsed.as_ref());
-        let sslmode = self
-            .sslmode
-            .or_else(|| parsed.as_ref().and_then(|p| p.sslmode))
-            .unwrap_or_default();
-        let password = self
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_owned())
-            .or_else(|| parsed.as_ref().and_then(|p| p.password.clone()));
-
+        let (target, sslmode, password) = self.resolved()?;
         let mut opts = PgConnectOptions::new_without_pgpass()
             .host(&target.host)
             .port(target.port)
@@ -171,6 +157,55 @@ impl DatabaseSettings {
             opts = opts.ssl_root_cert(cert);
         }
         Ok(opts)
+    }
+
+    /// libpq's environment for a PostgreSQL client tool run as a child (`pg_dump`): the same
+    /// target, password and TLS mode as [`Self::connect_options`]. Goes into a child's
+    /// environment only, never into argv (where `ps` would show the password).
+    pub(crate) fn libpq_env(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let (target, sslmode, password) = self.resolved()?;
+        let sslmode = match sslmode {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        };
+        let mut env = vec![
+            ("PGHOST".to_owned(), target.host),
+            ("PGPORT".to_owned(), target.port.to_string()),
+            ("PGUSER".to_owned(), target.user),
+            ("PGDATABASE".to_owned(), target.name),
+            ("PGSSLMODE".to_owned(), sslmode.to_owned()),
+            ("PGAPPNAME".to_owned(), "app-backup".to_owned()),
+        ];
+        if let Some(password) = password {
+            env.push(("PGPASSWORD".to_owned(), password));
+        }
+        if let Some(cert) = &self.sslrootcert {
+            env.push(("PGSSLROOTCERT".to_owned(), cert.display().to_string()));
+        }
+        Ok(env)
+    }
+
+    /// The target, TLS mode and password after merging the URL and the fields.
+    fn resolved(&self) -> Result<(Target, SslMode, Option<String>), ConfigError> {
+        let parsed = match &self.url {
+            Some(url) => Some(parse_url(url.expose())?),
+            None => None,
+        };
+        let target = self.target_from(parsed.as_ref());
+        let sslmode = self
+            .sslmode
+            .or_else(|| parsed.as_ref().and_then(|p| p.sslmode))
+            .unwrap_or_default();
+        let password = self
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .or_else(|| parsed.as_ref().and_then(|p| p.password.clone()));
+        Ok((target, sslmode, password))
     }
 
     /// Host, port, user and database name, for logs. Fails like [`Self::connect_options`].

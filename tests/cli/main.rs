@@ -1,11 +1,12 @@
 //! The `app` binary's one-shot commands as a user and an init container run them: `config`
-//! and `--version`, `wait-db`, `migrate` (Flyway-compatible) and `seal`; and the test
+//! and `--version`, `wait-db`, `migrate` (Flyway-compatible), `seal` and `backup`; and the test
 //! harness itself (`harness`: where the throwaway clusters keep their files) and the shape of
 //! `src/` (`layout`: no import cycle, no library module using `cli`).
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backup;
 mod config;
 mod harness;
 mod layout;

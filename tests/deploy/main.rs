@@ -29,6 +29,10 @@
 //! The PostgreSQL StatefulSet's `open-secrets` init container runs too: the file it writes
 //! must be the postgres container's `POSTGRES_PASSWORD_FILE` and hold the app's password.
 //!
+//! Then the backup CronJob's pod and the restore drill's pod run on the same database
+//! (`backup.rs`): pg_dump and `app backup create` meet through the rendered FIFO, a complete
+//! backup must land on the `backups` volume, and the drill must pass on it.
+//!
 //! What differs from a real pod, all of it in [`Pod::rewrite_path`] and [`App::run`]:
 //! - a path under a `volumeMount`'s `mountPath` (in args and in the path settings
 //!   `APP_SEALED__FILE` / `APP_SEALED__IDENTITY_DIR`) points into that volume's temporary
@@ -46,6 +50,8 @@
 // rendered user and database name verbatim, and both overlays name the same ones.
 #[path = "../support/mod.rs"]
 mod support;
+
+mod backup;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -91,7 +97,12 @@ fn simulate(overlay: &str) {
     );
 
     let app = Pod::new(&docs, "Deployment", "app", &seal);
-    App::new(&app, overlay).run();
+    let app = App::new(&app, overlay);
+    app.run();
+
+    // The backup CronJob's pod against the database the app just migrated and served, then
+    // the restore drill's pod on what it wrote.
+    backup::simulate(&docs, &seal, overlay, &app.cluster);
 }
 
 // ---- rendering ---------------------------------------------------------------------------
@@ -277,7 +288,11 @@ impl<'a> Pod<'a> {
     fn new(docs: &'a [Value], kind: &str, name: &str, seal: &'a TestSeal) -> Self {
         let workload = find(docs, kind, name)
             .unwrap_or_else(|| panic!("the overlay renders no {kind}/{name}"));
-        let spec = &workload["spec"]["template"]["spec"];
+        let spec = if kind == "CronJob" {
+            &workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        } else {
+            &workload["spec"]["template"]["spec"]
+        };
         let mut pod = Pod {
             docs,
             name: format!("{kind}/{name}"),
@@ -349,6 +364,15 @@ impl<'a> Pod<'a> {
         } else if volume.get("emptyDir").is_some() {
             files = Vec::new();
             mode = 0;
+        } else if let Some(claim) = volume.get("persistentVolumeClaim") {
+            let claim = str_of(&claim["claimName"]);
+            assert!(
+                find(self.docs, "PersistentVolumeClaim", &claim).is_some(),
+                "{}: volume {name} names PersistentVolumeClaim {claim}, which is not rendered",
+                self.name
+            );
+            files = Vec::new();
+            mode = 0;
         } else {
             panic!(
                 "{}: volume {name} is of a kind the simulation does not know: {volume:?}",
@@ -364,7 +388,7 @@ impl<'a> Pod<'a> {
             self.apply_fs_group(
                 dir.path(),
                 files.iter().map(|(f, _)| f),
-                volume.get("emptyDir").is_some(),
+                volume.get("emptyDir").is_some() || volume.get("persistentVolumeClaim").is_some(),
             );
         }
         self.volumes.insert(name, dir);
@@ -517,7 +541,18 @@ impl<'a> Pod<'a> {
     /// `/app ARGS...` inside the container: paths under its mounts rewritten, exactly `env`,
     /// and the container's uid and groups.
     fn exec(&self, container: &Value, args: &[String], env: &BTreeMap<String, String>) -> Command {
-        let mut cmd = Command::new(pod_binary());
+        self.exec_program(container, pod_binary(), args, env)
+    }
+
+    /// `program ARGS...` inside the container, as [`Pod::exec`] runs `/app`.
+    fn exec_program(
+        &self,
+        container: &Value,
+        program: &Path,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> Command {
+        let mut cmd = Command::new(program);
         for arg in args {
             match self.rewrite_path(container, arg) {
                 Some(path) if arg.starts_with('/') => cmd.arg(path),
@@ -704,6 +739,7 @@ fn as_root() -> bool {
 struct App<'p, 'a> {
     pod: &'p Pod<'a>,
     overlay: &'p str,
+    /// The throwaway PostgreSQL the pods use (the backup pods after the app's).
     cluster: Cluster,
 }
 
