@@ -11,6 +11,13 @@
 # the image is linux/amd64 only: always build with --platform linux/amd64 (on an arm64 laptop
 # Docker then runs the builder under emulation, slower but right).
 
+# Where the image's binary comes from: `builder` (the default, below) compiles it; `prebuilt`
+# takes an `app` file from the build context, for a runtime with no registry to pull the
+# builder's base from (scripts/check-image.sh builds the image that way with podman):
+#   podman build --format docker --build-arg BINARY=prebuilt -f Dockerfile DIR_WITH_app
+# Either way the final stage below is the same, written once.
+ARG BINARY=builder
+
 # ---- builder: the same static musl build as scripts/build-static.sh on a laptop or in CI ----
 # Debian 12 like the development machines, so the script behaves the same in both places.
 # Pinned by digest (the multi-arch index of rust:1.95-slim-bookworm, as pinned by several public
@@ -40,6 +47,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp "$bin" /app \
     && /app --version
 
+# ---- prebuilt: a static binary built outside (scripts/build-static.sh) ----
+FROM scratch AS prebuilt
+COPY app /app
+
+# A stage of this file chosen by BINARY, not an image: there is no tag to pin.
+# checkov:skip=CKV_DOCKER_7:FROM ${BINARY} names a stage of this file (builder or prebuilt)
+FROM ${BINARY} AS binary
+
 # ---- the image: the binary alone ----
 FROM scratch
 
@@ -56,7 +71,7 @@ LABEL org.opencontainers.image.title="discbaboons-app" \
       org.opencontainers.image.base.name="scratch"
 
 # Owned by root and not writable by the app's uid: the running process cannot replace itself.
-COPY --from=builder --chown=0:0 --chmod=0555 /app /app
+COPY --from=binary --chown=0:0 --chmod=0555 /app /app
 
 # A numeric, high uid with no entry in any passwd file; Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001

@@ -41,6 +41,8 @@ if [ "$only" = all ]; then
     # refuses some kernels' hybrid cgroup layout (scripts/podman/containers.conf).
     command -v podman >/dev/null || missing+=(podman)
     command -v runc >/dev/null || missing+=(runc)
+    # `podman kube play` builds its pod's pause image locally around catatonit.
+    [ -x /usr/bin/catatonit ] || [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"

@@ -214,8 +214,9 @@ pub(crate) struct OpenArgs {
     #[arg(long, default_value = "0400", value_parser = parse_mode)]
     pub mode: u32,
     /// Refuse the file (exit 25) unless it is sealed for this context, as `sealed.context`
-    /// does in the app's pods, e.g. discbaboons/prod.
-    #[arg(long, value_name = "CONTEXT")]
+    /// does in the app's pods, e.g. discbaboons/prod. The postgres pod's `open-secrets` sets
+    /// it from the app's ConfigMap, the same value the app's pods check.
+    #[arg(long, value_name = "CONTEXT", env = "APP_SEALED__CONTEXT")]
     pub expect_context: Option<String>,
     /// Who decrypts.
     #[command(flatten)]

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Runs an overlay's app pod under `podman kube play`, as rendered, for scripts/check-image.sh.
+
+    kube_play.py OVERLAY --image IMG --app HOST_APP --pg-port N --db-password-file F --work DIR
+
+Renders deploy/overlays/OVERLAY with kubectl (kustomize) and turns the app Deployment's pod
+template into one Pod that podman runs for real: init containers in order (wait-db, then
+migrate), then serve, with the rendered ConfigMaps (envFrom and volumes), security contexts,
+command and args. The substitutions a local runtime forces are all made in `substitute` and
+nowhere else:
+
+- the image reference: the image scripts/check-image.sh built (no registry to pull from);
+- the identity Secret volume: a hostPath directory holding a test identity, with the mode the
+  kubelet gives a Secret file of that defaultMode under the pod's fsGroup (podman 4.3.1's kube
+  play crashes on `secret:` volumes); and the sealed file in the app-sealed ConfigMap, resealed
+  to that identity with the same context and key names (nobody holds the committed file's key);
+- the database address: the Service name becomes 127.0.0.1 and its port the throwaway
+  PostgreSQL's (what cluster DNS and the Service do), and the http and metrics ports become free
+  local ones (the pod shares the host's network with everything else here), so the
+  containers' `ports` entries are dropped (podman refuses port mappings on the host network;
+  the probes' named ports resolve to the free ones).
+
+Then it checks: every init container exited 0 in order; the startup, readiness and liveness
+probe paths answer 200; `/app healthcheck` (the image's HEALTHCHECK) passes inside the
+container; serve runs as the rendered runAsUser; `podman pod stop` with the rendered
+terminationGracePeriodSeconds (SIGTERM) ends serve with exit 0 inside that period. Prints one
+summary line; exits 1 with the reason on any failure.
+"""
+
+import argparse
+import copy
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fail(msg):
+    print(f"kube_play: FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=False, text=True, capture_output=True, **kw)
+
+
+def kubectl():
+    local = REPO / ".venv/bin/kubectl"
+    return os.environ.get("KUBECTL") or (str(local) if local.exists() else "kubectl")
+
+
+def render(overlay):
+    out = run([kubectl(), "kustomize", str(REPO / "deploy/overlays" / overlay)])
+    if out.returncode != 0:
+        fail(f"kubectl kustomize deploy/overlays/{overlay}: {out.stderr}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def find(docs, kind, name):
+    for d in docs:
+        if d["kind"] == kind and d["metadata"]["name"] == name:
+            return d
+    fail(f"the rendered overlay has no {kind} {name}")
+
+
+def is_sealed_file(text):
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return isinstance(doc, dict) and "context" in doc and "values" in doc
+
+
+class Seal:
+    """A test identity, and sealed files resealed to it."""
+
+    def __init__(self, app, work, db_password):
+        self.app, self.dir, self.db_password = app, work / "seal", db_password
+        self.dir.mkdir(mode=0o700)
+        self.identity = self.dir / "identity"
+        out = run([app, "seal", "keygen", "-o", str(self.identity)])
+        if out.returncode != 0:
+            fail(f"app seal keygen: {out.stderr}")
+        self.recipient = out.stdout.strip()
+        if not self.recipient.startswith("age1"):
+            fail(f"app seal keygen printed {self.recipient!r}, not a recipient")
+
+    def reseal(self, committed):
+        doc = yaml.safe_load(committed)
+        context, keys = doc["context"], list(doc["values"])
+        out_path = self.dir / f"{context.replace('/', '_')}.yaml"
+        cmd = [self.app, "seal", "set", str(out_path), "--context", context, "-r", self.recipient]
+        for key in keys:
+            value = self.db_password if key in ("DATABASE_PASSWORD", "POSTGRES_PASSWORD") else secrets.token_urlsafe(36)
+            path = self.dir / f"value-{key}"
+            path.write_text(value)
+            path.chmod(0o600)
+            cmd += ["--from-file", f"{key}={path}"]
+        out = run(cmd)
+        if out.returncode != 0:
+            fail(f"app seal set: {out.stderr}")
+        return out_path.read_text()
+
+
+def substitute(docs, args, seal, work):
+    """The rendered app pod as podman can run it here; every local difference is made here."""
+    deployment = find(docs, "Deployment", "app")
+    spec = copy.deepcopy(deployment["spec"]["template"]["spec"])
+    fs_group = spec.get("securityContext", {}).get("fsGroup")
+    ports = {"http": free_port(), "metrics": free_port()}
+
+    # The database Service and the ports.
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    config_maps = {}
+    for cm in (d for d in docs if d["kind"] == "ConfigMap"):
+        cm = copy.deepcopy(cm)
+        data = cm.setdefault("data", {})
+        if "APP_DATABASE__HOST" in data:
+            host = data["APP_DATABASE__HOST"]
+            if host not in services:
+                fail(f"APP_DATABASE__HOST={host} names no rendered Service")
+            service_ports = [str(p["port"]) for p in services[host]["spec"]["ports"]]
+            if data.get("APP_DATABASE__PORT", "5432") not in service_ports:
+                fail(f"APP_DATABASE__PORT is not a port of Service {host}: {service_ports}")
+            data["APP_DATABASE__HOST"] = "127.0.0.1"
+            data["APP_DATABASE__PORT"] = str(args.pg_port)
+        for key, port_name in (("PORT", "http"), ("APP_METRICS__PORT", "metrics")):
+            if key in data:
+                data[key] = str(ports[port_name])
+        for key, text in list(data.items()):
+            if is_sealed_file(text):
+                data[key] = seal.reseal(text)
+        config_maps[cm["metadata"]["name"]] = cm
+
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        container["image"] = args.image
+        # On the host's network a container port is just the port the process listens on
+        # (set above), and podman refuses port mappings there.
+        container.pop("ports", None)
+
+    for volume in spec.get("volumes", []):
+        if "secret" in volume:
+            host_dir = work / f"volume-{volume['name']}"
+            host_dir.mkdir(mode=0o755)
+            target = host_dir / "identity"
+            target.write_bytes(seal.identity.read_bytes())
+            # The kubelet: the file gets defaultMode, and under an fsGroup it is group-owned by
+            # it with group read added.
+            mode = volume["secret"].get("defaultMode", 0o644)
+            if fs_group is not None:
+                os.chown(target, 0, fs_group)
+                mode |= 0o040
+            target.chmod(mode)
+            volume.pop("secret")
+            volume["hostPath"] = {"path": str(host_dir), "type": "Directory"}
+
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"app-{args.overlay}", "labels": {"app": "check-image"}},
+        "spec": spec,
+    }
+    used = {
+        ref["configMapRef"]["name"]
+        for c in spec.get("initContainers", []) + spec["containers"]
+        for ref in c.get("envFrom", [])
+        if "configMapRef" in ref
+    } | {v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v}
+    missing = used - config_maps.keys()
+    if missing:
+        fail(f"the pod uses ConfigMaps that are not rendered: {sorted(missing)}")
+    return [config_maps[n] for n in sorted(used)] + [pod], ports, spec
+
+
+def http_status(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("overlay")
+    p.add_argument("--image", required=True)
+    p.add_argument("--app", required=True, help="a host build of app, for `app seal`")
+    p.add_argument("--pg-port", type=int, required=True)
+    p.add_argument("--db-password-file", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--podman", default="podman", help="the podman command (split on spaces)")
+    args = p.parse_args()
+    podman = args.podman.split()
+    work = Path(args.work) / args.overlay
+    work.mkdir(parents=True)
+
+    docs = render(args.overlay)
+    seal = Seal(args.app, work, Path(args.db_password_file).read_text())
+    objects, ports, spec = substitute(docs, args, seal, work)
+    kube_file = work / "pod.yaml"
+    kube_file.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    pod = f"app-{args.overlay}"
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    app_name = spec["containers"][0]["name"]
+
+    def logs(container):
+        return run(podman + ["logs", f"{pod}-{container}"]).stdout[-4000:]
+
+    # A clean working directory: kube play takes a directory named like an image as a build
+    # context.
+    # kube play returns once the init containers have run (or one failed) and the main
+    # container started; wait-db's own --timeout bounds it, this bounds the rest.
+    try:
+        out = run(podman + ["kube", "play", "--network", "host", str(kube_file)], cwd=work, timeout=300)
+    except subprocess.TimeoutExpired:
+        run(podman + ["kube", "down", str(kube_file)], cwd=work)
+        fail(f"podman kube play ({args.overlay}) did not return within 300s")
+    if out.returncode != 0:
+        fail(f"podman kube play ({args.overlay}): {out.stderr}{out.stdout}")
+    try:
+        deadline = time.monotonic() + 90
+        while http_status(ports["http"], "/ready") != 200:
+            state = run(podman + ["inspect", f"{pod}-{app_name}", "--format", "{{.State.Status}}"]).stdout.strip()
+            if time.monotonic() > deadline or state in ("exited", "stopped"):
+                inits = "\n".join(
+                    f"--- {c['name']}:\n{logs(c['name'])}" for c in spec.get("initContainers", [])
+                )
+                fail(f"{args.overlay}: serve never became ready (state {state or 'not created'})\n{inits}\n--- {app_name}:\n{logs(app_name)}")
+            time.sleep(0.3)
+
+        inits = []
+        for c in spec.get("initContainers", []):
+            info = json.loads(run(podman + ["inspect", f"{pod}-{c['name']}"]).stdout)[0]["State"]
+            if info["ExitCode"] != 0 or info["Status"] != "exited":
+                fail(f"{args.overlay}: init container {c['name']}: {info['Status']}, exit {info['ExitCode']}")
+            inits.append((info["FinishedAt"], c["name"]))
+        if [n for _, n in sorted(inits)] != [c["name"] for c in spec.get("initContainers", [])]:
+            fail(f"{args.overlay}: init containers did not finish in order: {sorted(inits)}")
+
+        container = spec["containers"][0]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            http = container.get(probe, {}).get("httpGet")
+            if not http:
+                fail(f"{args.overlay}: {probe} has no httpGet")
+            port = ports[http["port"]] if isinstance(http["port"], str) else http["port"]
+            status = http_status(port, http["path"])
+            if status != 200:
+                fail(f"{args.overlay}: {probe} {http['path']} answered {status}")
+        out = run(podman + ["exec", f"{pod}-{app_name}", "/app", "healthcheck"])
+        if out.returncode != 0:
+            fail(f"{args.overlay}: /app healthcheck in the container: exit {out.returncode}: {out.stderr}")
+        pid = run(podman + ["inspect", f"{pod}-{app_name}", "--format", "{{.State.Pid}}"]).stdout.strip()
+        uid = next(l.split()[1] for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("Uid:"))
+        want_uid = str(container.get("securityContext", {}).get("runAsUser", spec["securityContext"]["runAsUser"]))
+        if uid != want_uid:
+            fail(f"{args.overlay}: serve runs as uid {uid}, the manifest says {want_uid}")
+
+        started = time.monotonic()
+        out = run(podman + ["pod", "stop", "-t", str(grace), pod])
+        took = time.monotonic() - started
+        info = json.loads(run(podman + ["inspect", f"{pod}-{app_name}"]).stdout)[0]["State"]
+        if info["ExitCode"] != 0:
+            fail(f"{args.overlay}: serve exited {info['ExitCode']} after SIGTERM\n{logs(app_name)}")
+        if took >= grace:
+            fail(f"{args.overlay}: serve took {took:.1f}s to stop, terminationGracePeriodSeconds is {grace}")
+    finally:
+        run(podman + ["kube", "down", str(kube_file)], cwd=work)
+    names = ", ".join(c["name"] for c in spec.get("initContainers", []))
+    print(
+        f"kube_play: ok: {args.overlay}: pod {pod} ran {names} (exit 0, in order) then {app_name}; "
+        f"startup/readiness/liveness 200, healthcheck ok, uid {uid}; SIGTERM -> exit 0 in {took:.1f}s (grace {grace}s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
