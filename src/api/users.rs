@@ -6,16 +6,17 @@
 //! nor shift the pages.
 //!
 //! A large page (more than `api.large_page` users) is built in turn: at most
-//! `api.large_page_concurrency` at once, from the query to the serialized body, so that the
-//! memory and the pool connections a burst of them takes are bounded by configuration, not
-//! by clients. The others wait for a turn within `http.request_timeout`.
+//! `api.large_page_concurrency` at once, from the query to the last byte sent, so that the
+//! memory and the pool connections a burst of them takes (or clients that read them slowly)
+//! are bounded by configuration, not by clients. The others wait for a turn within
+//! `http.request_timeout`.
 
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::web::Data;
-use poem::{Endpoint, EndpointExt};
+use poem::{Endpoint, EndpointExt, IntoResponse};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -55,17 +56,58 @@ impl LargePages {
     }
 }
 
-/// Builds `ep`'s page, query to serialized body, within a turn when it is large.
+/// Builds `ep`'s page within a turn when it is large: the turn is taken before the query and
+/// given back when the body has been sent (or its connection dropped), so that clients that
+/// read slowly cannot pile up large bodies in memory either: they only hold turns, for at
+/// most `http.write_timeout`.
 fn in_turn<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
     ep.around(|ep, req| async move {
         let turn = match req.data::<State>() {
             Some(state) => state.large_pages.turn(req.uri().query()).await,
             None => None,
         };
-        let resp = ep.call(req).await;
-        drop(turn);
-        resp
+        let resp = ep.call(req).await?.into_response();
+        Ok(match turn {
+            Some(turn) => {
+                let (parts, body) = resp.into_parts();
+                let body = Turned {
+                    body: body.into(),
+                    _turn: turn,
+                };
+                poem::Response::from_parts(parts, poem::Body::from(BoxBody::new(body)))
+            }
+            None => resp,
+        })
     })
+}
+
+/// A body as poem boxes it.
+type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+
+/// A large page's body, holding its turn until it is dropped.
+struct Turned {
+    body: BoxBody,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl hyper::body::Body for Turned {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The public user directory.

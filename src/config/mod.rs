@@ -226,8 +226,9 @@ pub struct ApiSettings {
     pub info_details: Option<bool>,
     /// A page of `/api/users` with more than this many users is a large page.
     pub large_page: u32,
-    /// Large pages built at once; more wait their turn (within `http.request_timeout`), so
-    /// the memory and pool connections a burst of them takes stay bounded.
+    /// Large pages built and sent at once; more wait their turn (within
+    /// `http.request_timeout`), so the memory and pool connections a burst of them takes
+    /// stay bounded.
     pub large_page_concurrency: usize,
 }
 
@@ -625,6 +626,34 @@ mod tests {
                 "{section} in {sections:?}"
             );
         }
+    }
+
+    #[test]
+    fn http_limits_have_sane_defaults_and_zero_is_refused_with_the_key() {
+        let s = load_env(&[]).unwrap();
+        assert!(!s.http.h2c, "h2c is off unless enabled");
+        assert!(s.http.header_timeout < s.http.keep_alive_timeout);
+        assert!(s.http.max_connections > 0 && s.api.large_page_concurrency > 0);
+        for (var, key) in [
+            ("APP_HTTP__HEADER_TIMEOUT", "http.header_timeout"),
+            ("APP_HTTP__WRITE_TIMEOUT", "http.write_timeout"),
+            ("APP_HTTP__MAX_CONNECTIONS", "http.max_connections"),
+            (
+                "APP_API__LARGE_PAGE_CONCURRENCY",
+                "api.large_page_concurrency",
+            ),
+        ] {
+            let value = if var.ends_with("TIMEOUT") { "0s" } else { "0" };
+            let err = load_env(&[(var, value)]).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{var}: {err:#}");
+        }
+        let s = load_env(&[
+            ("APP_HTTP__H2C", "true"),
+            ("APP_HTTP__H2C_MAX_STREAMS", "8"),
+        ])
+        .unwrap();
+        assert!(s.http.h2c);
+        assert_eq!(s.http.h2c_max_streams, 8);
     }
 
     #[test]
