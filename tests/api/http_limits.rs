@@ -8,17 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, join_all, spawn_with};
-
-/// The value of an unlabelled metric, from the text exposition.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
+use crate::helpers::{TestApp, join_all, metric, spawn_with};
 
 fn addr(app: &TestApp) -> String {
     app.base.trim_start_matches("http://").to_owned()
@@ -313,18 +303,6 @@ async fn h2c_is_refused_by_default_and_limited_in_streams_when_enabled() {
     assert_eq!(max_streams, Some(7), "{settings:?}");
 }
 
-/// Adds `n` users with profiles, straight into the database.
-pub fn seed_users(db: &crate::support::TestDb<'_>, n: u32) {
-    db.psql(&format!(
-        "insert into users (username, password_hash) \
-         select 'seeded_' || g, '!locked' from generate_series(1, {n}) g; \
-         insert into user_profiles (user_id, email, name, location, bio, personality_type) \
-         select id, username || '@example.com', 'Seeded ' || id, 'Somewhere, XY', \
-                repeat('A bio of some length. ', 10), 'Analytical' \
-           from users where username like 'seeded\\_%';"
-    ));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_stays_200_while_large_pages_keep_every_pooled_connection_busy() {
     // Arrange: a pool of 2, and 60 large pages allowed at once so that they hold it.
@@ -334,7 +312,7 @@ async fn ready_stays_200_while_large_pages_keep_every_pooled_connection_busy() {
         s.api.large_page_concurrency = 60;
     })
     .await;
-    seed_users(&app.db, 600);
+    app.db.seed_users(600);
     assert_eq!(app.list_users("?limit=500").await.status, 200);
 
     // Act: 60 clients fetch `limit=500` pages in a loop for 3 s while /ready is asked.
@@ -373,7 +351,7 @@ async fn ready_stays_200_while_large_pages_keep_every_pooled_connection_busy() {
 async fn large_pages_are_built_a_few_at_a_time_and_all_get_answered() {
     // Arrange: one large page at a time.
     let app = spawn_with(|s| s.api.large_page_concurrency = 1).await;
-    seed_users(&app.db, 600);
+    app.db.seed_users(600);
 
     // Act: 20 at once.
     let replies = join_all((0..20).map(|_| app.list_users("?limit=500")).collect()).await;

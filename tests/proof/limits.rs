@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Cluster, Served, TestDb, apply_migrations, free_port, scratch};
+use crate::support::{Cluster, Served, apply_migrations, free_port, scratch};
 
 /// The pod's memory limit in the base overlay.
 const MEMORY_LIMIT_KIB: u64 = 128 * 1024;
@@ -58,18 +58,6 @@ impl HealthWatch {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap()
     }
-}
-
-/// Adds `n` users with profiles, straight into the database.
-fn seed_users(db: &TestDb<'_>, n: u32) {
-    db.psql(&format!(
-        "insert into users (username, password_hash) \
-         select 'seeded_' || g, '!locked' from generate_series(1, {n}) g; \
-         insert into user_profiles (user_id, email, name, location, bio, personality_type) \
-         select id, username || '@example.com', 'Seeded ' || id, 'Somewhere, XY', \
-                repeat('A bio of some length. ', 10), 'Analytical' \
-           from users where username like 'seeded\\_%';"
-    ));
 }
 
 /// One scenario's figures, printed as a row of the table in `docs/reliability.md`.
@@ -183,7 +171,7 @@ async fn sixty_concurrent_large_pages_stay_bounded_and_ready_stays_200_until_the
     let cluster = Cluster::private();
     let db = cluster.create_db();
     apply_migrations(&db);
-    seed_users(&db, 1000);
+    db.seed_users(1000);
     let dir = scratch("limits-pages");
     let mut served = Served::replica(
         &db,
@@ -287,7 +275,7 @@ async fn sixty_concurrent_large_pages_stay_bounded_and_ready_stays_200_until_the
 async fn slow_readers_of_large_pages_are_dropped_by_the_write_timeout() {
     let db = Cluster::shared().create_db();
     apply_migrations(&db);
-    seed_users(&db, 1000);
+    db.seed_users(1000);
     let dir = scratch("limits-slow-readers");
     let mut served = Served::replica(
         &db,
