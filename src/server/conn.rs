@@ -309,11 +309,11 @@ impl Conn {
     /// shut it down gracefully, letting the request in progress finish).
     async fn watch<C: Future>(&self, mut conn: Pin<&mut C>, activity: &Activity) -> bool {
         let mut stop = self.stop.clone();
-        let mut phase = Phase::Head(Instant::now());
+        let mut phase = Phase::Head(Instant::now(), 0);
         loop {
             let deadline = match phase {
-                Phase::Head(since) => since + self.limits.header_timeout,
-                Phase::Idle(since) => since + self.limits.keep_alive_timeout,
+                Phase::Head(since, _) => since + self.limits.header_timeout,
+                Phase::Idle(since, _) => since + self.limits.keep_alive_timeout,
                 // A request's own time is bounded by the request and write timeouts.
                 Phase::Busy => Instant::now() + Duration::from_secs(3600),
             };
@@ -321,12 +321,12 @@ impl Conn {
                 _ = conn.as_mut() => return false,
                 _ = activity.changed.notified() => phase = phase.next(activity),
                 _ = tokio::time::sleep_until(deadline) => {
-                    if matches!(phase, Phase::Head(_)) {
+                    if matches!(phase, Phase::Head(..)) {
                         self.stats.header_timeouts.inc();
                         tracing::debug!("closing a connection whose request head did not arrive in time");
                         return false;
                     }
-                    if matches!(phase, Phase::Idle(_)) {
+                    if matches!(phase, Phase::Idle(..)) {
                         return true;
                     }
                 }
@@ -344,26 +344,28 @@ impl Conn {
 /// Where a connection is, for its timeouts.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    /// Waiting for a request head since then.
-    Head(Instant),
+    /// Waiting for a request head since then, after that many requests.
+    Head(Instant, usize),
     /// At least one request is being answered.
     Busy,
-    /// Between requests since then.
-    Idle(Instant),
+    /// Between requests since then, after that many requests.
+    Idle(Instant, usize),
 }
 
 impl Phase {
-    /// The phase after `activity` changed.
+    /// The phase after `activity` changed. Notifications coalesce: a whole request may have
+    /// come and gone since the last look, which the count of requests tells.
     fn next(self, activity: &Activity) -> Phase {
         if activity.active.load(Ordering::Acquire) > 0 {
             return Phase::Busy;
         }
+        let requests = activity.requests.load(Ordering::Acquire);
         let reading = activity.reading.load(Ordering::Acquire);
         match self {
-            Phase::Head(_) if reading => self,
-            Phase::Idle(_) if !reading => self,
-            _ if reading => Phase::Head(Instant::now()),
-            _ => Phase::Idle(Instant::now()),
+            Phase::Head(_, seen) if reading && seen == requests => self,
+            Phase::Idle(_, seen) if !reading && seen == requests => self,
+            _ if reading => Phase::Head(Instant::now(), requests),
+            _ => Phase::Idle(Instant::now(), requests),
         }
     }
 }
@@ -373,6 +375,8 @@ impl Phase {
 struct Activity {
     /// Requests being answered (HTTP/2 may have several).
     active: AtomicUsize,
+    /// Requests received so far.
+    requests: AtomicUsize,
     /// Bytes have arrived since the connection was last idle: a request head is coming.
     reading: AtomicBool,
     /// Wakes the watcher when either changes.
@@ -383,6 +387,7 @@ impl Activity {
     /// Marks a request as being answered until the guard is dropped.
     fn busy(self: &Arc<Self>) -> Busy {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.requests.fetch_add(1, Ordering::AcqRel);
         self.reading.store(false, Ordering::Release);
         self.changed.notify_one();
         Busy(self.clone())
@@ -605,11 +610,11 @@ mod tests {
     #[test]
     fn phases_follow_the_activity() {
         let activity = Arc::new(Activity::default());
-        let start = Phase::Head(Instant::now());
+        let start = Phase::Head(Instant::now(), 0);
         // Bytes of the first head: still the same head deadline.
         activity.read();
         let phase = start.next(&activity);
-        assert!(matches!(phase, Phase::Head(at) if matches!(start, Phase::Head(s) if s == at)));
+        assert!(matches!((phase, start), (Phase::Head(a, _), Phase::Head(b, _)) if a == b));
         // The head is complete: busy, and bytes of its body change nothing.
         let busy = activity.busy();
         assert!(matches!(phase.next(&activity), Phase::Busy));
@@ -618,8 +623,26 @@ mod tests {
         // Answered: idle, until the next head starts.
         drop(busy);
         let idle = Phase::Busy.next(&activity);
-        assert!(matches!(idle, Phase::Idle(_)), "{idle:?}");
+        assert!(matches!(idle, Phase::Idle(..)), "{idle:?}");
         activity.read();
-        assert!(matches!(idle.next(&activity), Phase::Head(_)));
+        assert!(matches!(idle.next(&activity), Phase::Head(..)));
+    }
+
+    #[test]
+    fn a_whole_request_between_two_looks_restarts_the_idle_time() {
+        let activity = Arc::new(Activity::default());
+        drop(activity.busy());
+        let idle = Phase::Busy.next(&activity);
+        let Phase::Idle(first, _) = idle else {
+            panic!("{idle:?}")
+        };
+        // A request comes and goes before the watcher looks again.
+        std::thread::sleep(Duration::from_millis(5));
+        activity.read();
+        drop(activity.busy());
+        match idle.next(&activity) {
+            Phase::Idle(again, _) => assert!(again > first, "the idle time restarted"),
+            other => panic!("{other:?}"),
+        }
     }
 }

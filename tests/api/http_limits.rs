@@ -362,3 +362,40 @@ async fn large_pages_are_built_a_few_at_a_time_and_all_get_answered() {
         assert_eq!(reply.json()["data"].as_array().unwrap().len(), 500);
     }
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_last_the_keep_alive_timeout_not_the_header_timeout() {
+    // Arrange: heads must arrive within 1 s, idle connections last 3 s.
+    let app = spawn_with(|s| {
+        s.http.header_timeout = Duration::from_secs(1);
+        s.http.keep_alive_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut buf = [0u8; 1024];
+
+    // Act and assert: a request, 1.5 s of idleness (past the header timeout), another
+    // request on the same connection: answered.
+    stream.write_all(request).await.unwrap();
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(request).await.unwrap();
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+
+    // Then idle: the server closes it after the keep-alive timeout, well before 15 s.
+    let idle = Instant::now();
+    assert!(
+        read_until_closed(&mut stream, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "an idle keep-alive connection still open after 15 s"
+    );
+    assert!(
+        idle.elapsed() >= Duration::from_secs(2),
+        "closed after {:?}",
+        idle.elapsed()
+    );
+}
