@@ -103,14 +103,10 @@ pub(crate) struct ConnStats {
 pub(crate) type Api = Arc<dyn DynEndpoint<Output = Response>>;
 
 /// `req`'s answer, errors included.
-fn answer(api: Api, req: poem::Request) -> impl Future<Output = Response> + Send + 'static {
-    // An owned, `Send + 'static` future: the connection tasks need one, and the compiler
-    // cannot prove it of a future borrowing the endpoint.
-    async move {
-        match DynEndpoint::call(&*api, req).await {
-            Ok(resp) => resp,
-            Err(err) => err.into_response(),
-        }
+async fn answer(api: Api, req: poem::Request) -> Response {
+    match DynEndpoint::call(&*api, req).await {
+        Ok(resp) => resp,
+        Err(err) => err.into_response(),
     }
 }
 

@@ -1,6 +1,10 @@
 //! The HTTP server behind `app serve`: routes, middleware, the metrics listener and the
 //! graceful shutdown Kubernetes needs.
 //!
+//! The API's connections are accepted and served by `conn` (header, keep-alive and write
+//! timeouts, a cap on connections, h2c only when enabled), not by `poem::Server`, which has
+//! none of these; the metrics listener, internal, still uses poem's.
+//!
 //! The API's routes come from [`crate::api::service`], the docs routes from `docs`; what the
 //! spec tells about paths (the route template a metric or log line names, the `Allow` of a
 //! 405) is read in `routes`; the one middleware (`middleware`) hands every failure to
