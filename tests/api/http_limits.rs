@@ -399,3 +399,59 @@ async fn idle_keep_alive_connections_last_the_keep_alive_timeout_not_the_header_
         idle.elapsed()
     );
 }
+
+#[tokio::test]
+async fn reaching_the_connection_cap_is_logged_once_and_leaving_it_too() {
+    // Arrange: `app serve` as a process, room for 2 connections, both taken.
+    let db = crate::support::Cluster::shared().create_db();
+    crate::support::apply_migrations(&db);
+    let mut served = crate::support::Served::start(&db, &[("APP_HTTP__MAX_CONNECTIONS", "2")]);
+    // No keep-alive connection of the readiness check may linger and take a slot.
+    let once = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    served.wait_ready(&once, Duration::from_secs(20)).await;
+    drop(once);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = format!("127.0.0.1:{}", served.port);
+    let held = vec![
+        TcpStream::connect(&addr).await.unwrap(),
+        TcpStream::connect(&addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Act: three connections past the cap, then the held ones go and one more comes.
+    for _ in 0..3 {
+        let refused = raw(
+            &addr,
+            "GET /api/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    }
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !raw(
+        &addr,
+        "GET /api/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .starts_with("HTTP/1.1 200")
+    {
+        assert!(Instant::now() < deadline, "still refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Assert: one warning naming the setting for the three, one line when below again (the
+    // log is written by a background thread: give it a moment).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !served.log_text().contains("below the connection cap again") && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = served.log_text();
+    assert_eq!(log.matches("connection cap reached").count(), 1, "{log}");
+    assert!(log.contains("http.max_connections"), "{log}");
+    assert!(log.contains("below the connection cap again"), "{log}");
+}
