@@ -29,6 +29,20 @@ pub(crate) fn pool(settings: &DatabaseSettings) -> Result<PgPool, crate::config:
         .connect_lazy_with(opts))
 }
 
+/// The readiness probe's own pool of one connection, kept apart from the server's so that a
+/// burst of API traffic holding every pooled connection is not mistaken for an outage. Each
+/// replica thus opens at most `database.pool_max` + 1 connections.
+pub(crate) fn probe_pool(
+    settings: &DatabaseSettings,
+) -> Result<PgPool, crate::config::ConfigError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .connect_lazy_with(settings.connect_options()?))
+}
+
 /// One dedicated connection for one-shot work (`migrate`), failing with a classified reason.
 pub(crate) async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgConnection> {
     let opts = settings.connect_options()?;

@@ -3,6 +3,10 @@
 //! Liveness touches nothing external: a database outage must not get every pod restarted.
 //! Readiness asks the database, with a short timeout, and turns 503 the moment shutdown
 //! begins so that Kubernetes stops routing here before the listener closes.
+//!
+//! Readiness asks on its own connection (`AppState::probe`), never on the API's pool: a read
+//! burst that keeps every pooled connection busy proves the database is up, and must not turn
+//! every replica unready at once (which would turn load into an outage).
 
 use std::time::Duration;
 
@@ -77,7 +81,7 @@ async fn check(state: &State) -> Result<(), ReadyResponse> {
         tracing::debug!("readiness: database unavailable: {e}");
         not_ready("database_unavailable", "the database is unavailable")
     };
-    let mut conn = state.pool.acquire().await.map_err(unavailable)?;
+    let mut conn = state.probe.acquire().await.map_err(unavailable)?;
     if state.readiness.schema_known_current() {
         // language=PostgreSQL
         sqlx::query("select 1")

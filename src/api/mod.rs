@@ -31,7 +31,7 @@ use sqlx::PgPool;
 
 use crate::auth::{JwtKeys, PasswordHasher};
 
-pub(crate) use error::{ApiError, ErrorBody};
+pub(crate) use error::{ApiError, ErrorBody, RETRY_AFTER_SECS};
 pub(crate) use spec::{Apis, service};
 pub use spec::{spec_json, spec_yaml};
 
@@ -66,6 +66,11 @@ pub(crate) struct AppState {
     pub(crate) public_emails: bool,
     /// Rate limits on the operations that check a password.
     pub(crate) limits: limits::Limits,
+    /// A pool of one connection for `/ready` alone, so that API traffic holding every
+    /// connection of `pool` never reads as "the database is down".
+    pub(crate) probe: PgPool,
+    /// The turns of large `/api/users` pages (`api.large_page_concurrency`).
+    pub(crate) large_pages: users::LargePages,
 }
 
 /// The rate limits `rate` describes, for the server to put in the state.

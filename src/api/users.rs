@@ -4,10 +4,19 @@
 //! The list is paginated by keyset on `id` (an opaque cursor carries the last id seen), so a
 //! page costs the same on page 1 and page 10 000, and rows inserted meanwhile neither repeat
 //! nor shift the pages.
+//!
+//! A large page (more than `api.large_page` users) is built in turn: at most
+//! `api.large_page_concurrency` at once, from the query to the last byte sent, so that the
+//! memory and the pool connections a burst of them takes (or clients that read them slowly)
+//! are bounded by configuration, not by clients. The others wait for a turn within
+//! `http.request_timeout`.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::web::Data;
+use poem::{Endpoint, EndpointExt, IntoResponse};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -15,7 +24,91 @@ use poem_openapi::{Object, OpenApi};
 use super::bodies::{User, UserEnvelope};
 use super::queries::{UserRow, select_user};
 use super::{ApiError, ApiTags, State};
+use crate::config::ApiSettings;
 use crate::domain::Username;
+
+/// The turns of large pages.
+pub(crate) struct LargePages {
+    /// Pages of more users than this take a turn.
+    threshold: u32,
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+impl LargePages {
+    /// Turns as `api` configures them.
+    pub(crate) fn new(api: &ApiSettings) -> LargePages {
+        LargePages {
+            threshold: api.large_page,
+            turns: Arc::new(tokio::sync::Semaphore::new(api.large_page_concurrency)),
+        }
+    }
+
+    /// Waits for a turn when `query` asks for a large page; small pages need none.
+    async fn turn(&self, query: Option<&str>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let limit = url::form_urlencoded::parse(query?.as_bytes())
+            .find(|(key, _)| key == "limit")
+            .and_then(|(_, value)| value.parse::<u32>().ok())?;
+        if limit <= self.threshold {
+            return None;
+        }
+        // Never closed: an error cannot happen, and would only mean "no turn needed".
+        self.turns.clone().acquire_owned().await.ok()
+    }
+}
+
+/// Builds `ep`'s page within a turn when it is large: the turn is taken before the query and
+/// given back when the body has been sent (or its connection dropped), so that clients that
+/// read slowly cannot pile up large bodies in memory either: they only hold turns, for at
+/// most `http.write_timeout`.
+fn in_turn<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    ep.around(|ep, req| async move {
+        let turn = match req.data::<State>() {
+            Some(state) => state.large_pages.turn(req.uri().query()).await,
+            None => None,
+        };
+        let resp = ep.call(req).await?.into_response();
+        Ok(match turn {
+            Some(turn) => {
+                let (parts, body) = resp.into_parts();
+                let body = Turned {
+                    body: body.into(),
+                    _turn: turn,
+                };
+                poem::Response::from_parts(parts, poem::Body::from(BoxBody::new(body)))
+            }
+            None => resp,
+        })
+    })
+}
+
+/// A body as poem boxes it.
+type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+
+/// A large page's body, holding its turn until it is dropped.
+struct Turned {
+    body: BoxBody,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl hyper::body::Body for Turned {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// The public user directory.
 #[derive(Default)]
@@ -72,7 +165,12 @@ fn decode_cursor(cursor: &str) -> Result<i32, ApiError> {
 impl UsersApi {
     /// Lists users with their profiles, in ascending id order, one page at a time. Follow
     /// `next_cursor` until it is `null`.
-    #[oai(path = "/api/users", method = "get", operation_id = "list_users")]
+    #[oai(
+        path = "/api/users",
+        method = "get",
+        operation_id = "list_users",
+        transform = "in_turn"
+    )]
     async fn list(
         &self,
         state: Data<&State>,
@@ -144,6 +242,44 @@ impl UsersApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_large_pages_take_a_turn_and_turns_are_bounded() {
+        let pages = LargePages::new(&ApiSettings {
+            large_page: 100,
+            large_page_concurrency: 2,
+            ..ApiSettings::default()
+        });
+        for small in [
+            None,
+            Some(""),
+            Some("limit=100"),
+            Some("limit=x"),
+            Some("cursor=abc"),
+        ] {
+            assert!(pages.turn(small).await.is_none(), "{small:?}");
+        }
+        let a = pages.turn(Some("limit=500")).await.expect("a turn");
+        let _b = pages
+            .turn(Some("cursor=x&limit=101"))
+            .await
+            .expect("a turn");
+        let third = pages.turn(Some("limit=500"));
+        tokio::pin!(third);
+        assert!(
+            futures_poll_once(third.as_mut()).await.is_none(),
+            "a third large page waits"
+        );
+        drop(a);
+        assert!(third.await.is_some());
+    }
+
+    /// Whether `fut` is ready on its first poll.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(fut: F) -> Option<F::Output> {
+        tokio::time::timeout(std::time::Duration::from_millis(50), fut)
+            .await
+            .ok()
+    }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_rejected() {

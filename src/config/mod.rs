@@ -105,6 +105,26 @@ pub struct HttpSettings {
     pub shutdown_timeout: Duration,
     /// Base URL of a running server, for `app healthcheck` (default: this listener on loopback).
     pub healthcheck_url: Option<String>,
+    /// A client has this long, from connecting (or from its first byte after an idle
+    /// keep-alive pause), to send a whole request head; then its connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long. Longer than the ingress's
+    /// upstream keep-alive (ingress-nginx: 60 s), so the proxy always closes first.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_timeout: Duration,
+    /// A response whose client reads nothing of it for this long is abandoned and its
+    /// connection closed (slow readers).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Open API connections at most. Beyond it a new connection is answered 503 (`/health`
+    /// still 200) and closed; keep it below the file-descriptor limit.
+    pub max_connections: usize,
+    /// Also speak HTTP/2 without TLS (h2c, prior knowledge) on the API port. Off: HTTP/1.1
+    /// only.
+    pub h2c: bool,
+    /// With `h2c`: concurrent streams allowed on one HTTP/2 connection.
+    pub h2c_max_streams: u32,
 }
 
 /// Logging.
@@ -204,7 +224,7 @@ impl Default for RateSettings {
 }
 
 /// What the API shows to whom.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
     /// Show every user's email in the public directory (`/api/users`,
@@ -213,6 +233,23 @@ pub struct ApiSettings {
     pub public_emails: bool,
     /// Show the database host and the commit on `/api/info`; by default in dev only.
     pub info_details: Option<bool>,
+    /// A page of `/api/users` with more than this many users is a large page.
+    pub large_page: u32,
+    /// Large pages built and sent at once; more wait their turn (within
+    /// `http.request_timeout`), so the memory and pool connections a burst of them takes
+    /// stay bounded.
+    pub large_page_concurrency: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            public_emails: false,
+            info_details: None,
+            large_page: 100,
+            large_page_concurrency: 4,
+        }
+    }
 }
 
 impl ApiSettings {
@@ -346,6 +383,12 @@ impl Default for Settings {
                 shutdown_grace: Duration::from_secs(5),
                 shutdown_timeout: Duration::from_secs(20),
                 healthcheck_url: None,
+                header_timeout: Duration::from_secs(10),
+                keep_alive_timeout: Duration::from_secs(75),
+                write_timeout: Duration::from_secs(10),
+                max_connections: 1024,
+                h2c: false,
+                h2c_max_streams: 100,
             },
             log: LogSettings {
                 level: "info".into(),
@@ -498,11 +541,35 @@ impl Settings {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.database.connect_options()?;
         crate::telemetry::parse_filter(&self.log.level)?;
-        if self.database.pool_max == 0 {
-            return Err(ConfigError::Invalid {
-                key: "database.pool_max".into(),
-                reason: "must be at least 1".into(),
-            });
+        let at_least_one = [
+            ("database.pool_max", self.database.pool_max as u64),
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.h2c_max_streams", u64::from(self.http.h2c_max_streams)),
+            (
+                "api.large_page_concurrency",
+                self.api.large_page_concurrency as u64,
+            ),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        for (key, value) in [
+            ("http.header_timeout", self.http.header_timeout),
+            ("http.keep_alive_timeout", self.http.keep_alive_timeout),
+            ("http.write_timeout", self.http.write_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    reason: "must be longer than 0s (a zero timeout would close every connection)"
+                        .into(),
+                });
+            }
         }
         Ok(())
     }
@@ -612,6 +679,34 @@ mod tests {
                 "{section} in {sections:?}"
             );
         }
+    }
+
+    #[test]
+    fn http_limits_have_sane_defaults_and_zero_is_refused_with_the_key() {
+        let s = load_env(&[]).unwrap();
+        assert!(!s.http.h2c, "h2c is off unless enabled");
+        assert!(s.http.header_timeout < s.http.keep_alive_timeout);
+        assert!(s.http.max_connections > 0 && s.api.large_page_concurrency > 0);
+        for (var, key) in [
+            ("APP_HTTP__HEADER_TIMEOUT", "http.header_timeout"),
+            ("APP_HTTP__WRITE_TIMEOUT", "http.write_timeout"),
+            ("APP_HTTP__MAX_CONNECTIONS", "http.max_connections"),
+            (
+                "APP_API__LARGE_PAGE_CONCURRENCY",
+                "api.large_page_concurrency",
+            ),
+        ] {
+            let value = if var.ends_with("TIMEOUT") { "0s" } else { "0" };
+            let err = load_env(&[(var, value)]).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{var}: {err:#}");
+        }
+        let s = load_env(&[
+            ("APP_HTTP__H2C", "true"),
+            ("APP_HTTP__H2C_MAX_STREAMS", "8"),
+        ])
+        .unwrap();
+        assert!(s.http.h2c);
+        assert_eq!(s.http.h2c_max_streams, 8);
     }
 
     #[test]

@@ -7,7 +7,6 @@
 use std::sync::LazyLock;
 
 use poem::http::header;
-use poem::web::Html;
 use poem::{IntoResponse, Response, Route, get, handler};
 
 use crate::api;
@@ -17,8 +16,13 @@ static SPEC_JSON: LazyLock<String> = LazyLock::new(api::spec_json);
 static SPEC_YAML: LazyLock<String> = LazyLock::new(api::spec_yaml);
 
 #[handler]
-fn swagger_ui() -> Html<&'static str> {
-    Html(SWAGGER_UI.as_str())
+fn swagger_ui() -> Response {
+    // Not `Html`, which copies its text into a new `String` per response: 1.6 MB pinned by
+    // every client that reads it slowly (a proof of `tests/proof/limits.rs` found 290 MB).
+    SWAGGER_UI
+        .as_str()
+        .with_content_type("text/html; charset=utf-8")
+        .into_response()
 }
 
 #[handler]

@@ -1,6 +1,7 @@
 //! Prometheus metrics, served as text on their own port so that the API port never exposes
 //! them: request count and latency by method, route template and status; the pool's size
-//! and idle connections; the password hashes queued, running and refused; the build.
+//! and idle connections; the password hashes queued, running and refused; the API's
+//! connections open, refused and timed out; the build.
 
 use std::sync::Arc;
 
@@ -110,6 +111,31 @@ impl Metrics {
             "argon2_hashes_rejected",
             "Password hashes refused with 503 because the queue was full",
             stats.rejected.clone(),
+        );
+        self
+    }
+
+    /// Also renders the API's connections: open, refused past the cap, closed by a timeout.
+    pub(crate) fn with_connections(mut self, stats: &super::conn::ConnStats) -> Metrics {
+        self.registry.register(
+            "http_connections_open",
+            "API connections being served (at most http.max_connections)",
+            stats.open.clone(),
+        );
+        self.registry.register(
+            "http_connections_refused",
+            "API connections past http.max_connections (answered 503, or closed at once)",
+            stats.refused.clone(),
+        );
+        self.registry.register(
+            "http_connections_header_timeouts",
+            "API connections closed because a request head took longer than http.header_timeout",
+            stats.header_timeouts.clone(),
+        );
+        self.registry.register(
+            "http_connections_write_timeouts",
+            "API connections dropped because the client read nothing for http.write_timeout",
+            stats.write_timeouts.clone(),
         );
         self
     }

@@ -128,16 +128,21 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let method = req.method().clone();
         let uri = req.uri().clone();
 
-        let outcome = match self.limit_body(&mut req).await {
-            Err(err) => Err((err, None)),
-            Ok(()) => match tokio::time::timeout(self.config.timeout, self.inner.call(req)).await {
-                Ok(Ok(resp)) => Ok(resp.into_response()),
-                Ok(Err(err)) => {
+        // The body is read inside the timeout: a client dripping a chunked body must not
+        // hold the request longer than one that sends it at once.
+        let answer = async {
+            self.limit_body(&mut req).await.map_err(|err| (err, None))?;
+            match self.inner.call(req).await {
+                Ok(resp) => Ok(resp.into_response()),
+                Err(err) => {
                     let route = route_of(err.data(), err.data());
                     Err((ApiError::from_poem(err), route))
                 }
-                Err(_) => Err((ApiError::Timeout, None)),
-            },
+            }
+        };
+        let outcome = match tokio::time::timeout(self.config.timeout, answer).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err((ApiError::Timeout, None)),
         };
 
         let (mut resp, route) = match outcome {

@@ -1,6 +1,10 @@
 //! The HTTP server behind `app serve`: routes, middleware, the metrics listener and the
 //! graceful shutdown Kubernetes needs.
 //!
+//! The API's connections are accepted and served by `conn` (header, keep-alive and write
+//! timeouts, a cap on connections, h2c only when enabled), not by `poem::Server`, which has
+//! none of these; the metrics listener, internal, still uses poem's.
+//!
 //! The API's routes come from [`crate::api::service`], the docs routes from `docs`; what the
 //! spec tells about paths (the route template a metric or log line names, the `Allow` of a
 //! 405) is read in `routes`; the one middleware (`middleware`) hands every failure to
@@ -11,6 +15,7 @@
 //! (until then, new connections still arrive); then it stops accepting and in-flight
 //! requests get up to `http.shutdown_timeout` to finish.
 
+mod conn;
 mod docs;
 mod headers;
 pub(crate) mod metrics;
@@ -59,7 +64,9 @@ pub enum StartError {
 
 /// A server with its listeners bound, ready to [`Server::run`].
 pub struct Server {
-    acceptor: TcpAcceptor,
+    listener: tokio::net::TcpListener,
+    limits: conn::Limits,
+    conn_stats: conn::ConnStats,
     metrics_acceptor: Option<TcpAcceptor>,
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
@@ -112,16 +119,29 @@ impl Server {
             info,
             public_emails: settings.api.public_emails,
             limits: api::limits_from(&settings.rate),
+            probe: crate::db::probe_pool(&settings.database)?,
+            large_pages: api::users::LargePages::new(&settings.api),
         });
 
         let http = &settings.http;
-        let (acceptor, addr) = bind("the API", SocketAddr::new(http.host, http.port)).await?;
+        let api_addr = SocketAddr::new(http.host, http.port);
+        let listener = tokio::net::TcpListener::bind(api_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "the API",
+                addr: api_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(api_addr);
+        let conn_stats = conn::ConnStats::default();
         let (metrics, metrics_acceptor, metrics_addr) = if settings.metrics.enabled {
             let m = &settings.metrics;
             let (acceptor, addr) = bind("metrics", SocketAddr::new(m.host, m.port)).await?;
             (
                 Some(Arc::new(
-                    Metrics::new(pool).with_hashing(state.hasher.stats()),
+                    Metrics::new(pool)
+                        .with_hashing(state.hasher.stats())
+                        .with_connections(&conn_stats),
                 )),
                 Some(acceptor),
                 Some(addr),
@@ -130,7 +150,9 @@ impl Server {
             (None, None, None)
         };
         Ok(Server {
-            acceptor,
+            listener,
+            limits: conn::Limits::from_settings(http),
+            conn_stats,
             metrics_acceptor,
             addr,
             metrics_addr,
@@ -191,7 +213,9 @@ impl Server {
     /// Serves until `shutdown` resolves, then shuts down gracefully (see the module docs).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         let Server {
-            acceptor,
+            listener,
+            limits,
+            conn_stats,
             metrics_acceptor,
             addr,
             metrics_addr,
@@ -245,18 +269,24 @@ impl Server {
                 "grace period over: no longer accepting connections, draining in-flight requests"
             );
         };
-        let result = poem::Server::new_with_acceptor(acceptor)
-            .name("api")
-            .run_with_graceful_shutdown(app, signal, Some(drain))
-            .await;
+        conn::serve(
+            listener,
+            Arc::new(poem::endpoint::ToDynEndpoint(app)),
+            limits,
+            conn_stats,
+            signal,
+            drain,
+        )
+        .await;
 
         let _ = stopped_tx.send(true);
         if let Some(task) = metrics_task {
             let _ = task.await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), state.pool.close()).await;
+        let closing = async { tokio::join!(state.pool.close(), state.probe.close()) };
+        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
         tracing::info!("server stopped");
-        result
+        Ok(())
     }
 }
 

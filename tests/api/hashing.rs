@@ -4,17 +4,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{TestApp, join_all, spawn_with};
-
-/// The value of an unlabelled metric, from the text exposition.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
+use crate::helpers::{TestApp, join_all, metric, spawn_with};
 
 /// After `delay`, sends a whole wrong-password login and resets the connection 100 ms later,
 /// without reading the answer: mid-hash, on these cores.

@@ -15,6 +15,7 @@ mod hashing;
 mod headers;
 mod health;
 mod helpers;
+mod http_limits;
 mod info;
 mod metrics;
 mod ratelimit;

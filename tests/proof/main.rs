@@ -1,6 +1,7 @@
 //! Proofs: the claims of the README tested under pressure, each bounded in count and time.
 //! Migrations under races and crashes (`migrate`), a database outage under load (`outage`),
-//! property tests of the parsers (`parsers`), a rolling restart behind nginx (`rolling`),
+//! one anonymous client against the server's limits (`limits`), property tests of the
+//! parsers (`parsers`), a rolling restart behind nginx (`rolling`),
 //! and secrets against hostile files and trace-level logs (`secrets`).
 //!
 //! They need nginx (`scripts/setup.sh` installs it) besides PostgreSQL.
@@ -8,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod limits;
 mod migrate;
 mod outage;
 mod parsers;

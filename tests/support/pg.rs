@@ -453,6 +453,19 @@ impl TestDb<'_> {
         self.cluster.psql(&self.name, sql)
     }
 
+    /// Adds `n` users (`seeded_1`...) with profiles of a realistic size, straight into the
+    /// (migrated) database: a page of 500 of them is over 100 KB of JSON.
+    pub fn seed_users(&self, n: u32) {
+        self.psql(&format!(
+            "insert into users (username, password_hash) \
+             select 'seeded_' || g, '!locked' from generate_series(1, {n}) g; \
+             insert into user_profiles (user_id, email, name, location, bio, personality_type) \
+             select id, username || '@example.com', 'Seeded ' || id, 'Somewhere, XY', \
+                    repeat('A bio of some length. ', 10), 'Analytical' \
+               from users where username like 'seeded\\_%';"
+        ));
+    }
+
     /// A quiet `psql` connected to this database (see [`Cluster::psql_command`]).
     pub fn psql_command(&self) -> Command {
         self.cluster.psql_command(&self.name)

@@ -45,12 +45,51 @@ impl Served {
     /// `app serve` for `db` on `port` with the extra settings (metrics off), its output
     /// appended to `log`.
     pub fn start_logged(db: &TestDb<'_>, port: u16, log: &Path, extra: &[(&str, &str)]) -> Served {
+        Served::spawn(db, port, log, extra, None)
+    }
+
+    /// Like [`Served::start_logged`], with the process limited to `nofile` open files.
+    pub fn start_nofile(
+        db: &TestDb<'_>,
+        port: u16,
+        log: &Path,
+        extra: &[(&str, &str)],
+        nofile: u64,
+    ) -> Served {
+        Served::spawn(db, port, log, extra, Some(nofile))
+    }
+
+    fn spawn(
+        db: &TestDb<'_>,
+        port: u16,
+        log: &Path,
+        extra: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Served {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("open the server's log");
-        let child = app()
+        let mut cmd = app();
+        if let Some(nofile) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd
             .arg("serve")
             .envs(db.app_env())
             .env("APP_HTTP__HOST", "127.0.0.1")
@@ -106,6 +145,38 @@ impl Served {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A field of `/proc/PID/status` in KiB (`VmHWM`, the peak resident set, or `VmRSS`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+    }
+
+    /// CPU time the process has used so far (user + system).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/PID/stat");
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
     }
 
     /// Sends `sig` to the process.
