@@ -13,7 +13,7 @@ use super::exit::{ExitCode, coded};
 use crate::backup::{self, BackupError, DumpSource, Entry, EntryState, Manifest, Policy, Snapshot};
 use crate::config::Settings;
 use crate::migrate::{IgnorePatterns, Migrations, Placeholders};
-use crate::secrets::{Identities, Passphrase, RecipientEntry, Recipients, SealedFile};
+use crate::secrets::{Exposed, Identities, Passphrase, RecipientEntry, Recipients, SealedFile};
 
 pub(super) const EXAMPLES: &str = "\
 Examples:
@@ -391,8 +391,14 @@ fn pick(args: &ReadArgs) -> anyhow::Result<(PathBuf, Option<Manifest>)> {
     }
 }
 
-fn load_identities(paths: &[PathBuf], passphrase: Passphrase) -> anyhow::Result<Identities> {
-    let identities = Identities::load(paths, passphrase)?;
+/// The identities that decrypt a backup. As for `seal`: `verify` (a laptop) warns about a
+/// key others can read; `open` and `drill`, which hand out plaintext, refuse it.
+fn load_identities(
+    paths: &[PathBuf],
+    passphrase: Passphrase,
+    exposed: Exposed,
+) -> anyhow::Result<Identities> {
+    let identities = Identities::load(paths, passphrase, exposed)?;
     for warning in &identities.warnings {
         tracing::warn!("{warning}");
     }
@@ -401,7 +407,7 @@ fn load_identities(paths: &[PathBuf], passphrase: Passphrase) -> anyhow::Result<
 
 fn verify(args: ReadArgs) -> anyhow::Result<()> {
     let (path, manifest) = pick(&args)?;
-    let identities = load_identities(&args.identities, Passphrase::Prompt)?;
+    let identities = load_identities(&args.identities, Passphrase::Prompt, Exposed::Warn)?;
     let opened = backup::verify(&path, manifest.as_ref(), &identities)?;
     println!(
         "{}: ok ({} dump bytes{})",
@@ -418,7 +424,7 @@ fn verify(args: ReadArgs) -> anyhow::Result<()> {
 
 fn open(args: OpenArgs) -> anyhow::Result<()> {
     let (path, manifest) = pick(&args.read)?;
-    let identities = load_identities(&args.read.identities, Passphrase::Prompt)?;
+    let identities = load_identities(&args.read.identities, Passphrase::Prompt, Exposed::Refuse)?;
     let opened = match &args.output {
         Some(fifo) => {
             let mut out = open_fifo(fifo, Duration::from_secs(600))?;
@@ -532,7 +538,7 @@ async fn drill(args: DrillArgs, settings: &Settings) -> anyhow::Result<()> {
         // The FIFO first: from here on, any failure closes it, which ends pg_restore.
         let mut out = open_fifo(&fifo, timeout)?;
         // Loaded here: age's identities stay on the thread that uses them.
-        let identities = load_identities(&identity_paths, Passphrase::Refuse)?;
+        let identities = load_identities(&identity_paths, Passphrase::Refuse, Exposed::Refuse)?;
         let opened = backup::open_to(&path, Some(&for_task), &identities, &mut out)?;
         drop(out);
         backup::wait_for_status(&status, timeout).map_err(|e| BackupError::DrillFailed {
