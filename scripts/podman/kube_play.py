@@ -6,7 +6,8 @@
 Renders deploy/overlays/OVERLAY with kubectl (kustomize) and turns the app Deployment's pod
 template into one Pod that podman runs for real: init containers in order (wait-db, then
 migrate), then serve, with the rendered ConfigMaps (envFrom and volumes), security contexts,
-command and args. The substitutions a local runtime forces are all made in `substitute` and
+command and args (and podman's annotation that keeps init containers after they ran, to read
+their exit codes). The substitutions a local runtime forces are all made in `substitute` and
 nowhere else:
 
 - the image reference: the image scripts/check-image.sh built (no registry to pull from);
@@ -172,7 +173,14 @@ def substitute(docs, args, seal, work):
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": f"app-{args.overlay}", "labels": {"app": "check-image"}},
+        # podman's own annotation: keep the init containers after they ran ("always"), so
+        # that their exit codes can be read (the default "once" removes them, and 4.3.1
+        # sometimes tries while the container is still being reaped).
+        "metadata": {
+            "name": f"app-{args.overlay}",
+            "labels": {"app": "check-image"},
+            "annotations": {"io.podman.annotations.init.container.type": "always"},
+        },
         "spec": spec,
     }
     used = {

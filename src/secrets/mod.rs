@@ -105,7 +105,7 @@ pub(crate) fn check_context(
     }
     let (expected_by, fix) = match by {
         ExpectedBy::Settings => (
-            "sealed.context / APP_SEALED__CONTEXT, by default discbaboons/ and APP_ENV",
+            "sealed.context / APP_SEALED__CONTEXT, by default discbaboons/<APP_ENV>",
             "APP_ENV or APP_SEALED__CONTEXT in its ConfigMap",
         ),
         ExpectedBy::Flag => ("--expect-context", "--expect-context"),

