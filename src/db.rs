@@ -78,6 +78,9 @@ pub enum NotReady {
     TooManyConnections,
     /// TLS could not be negotiated.
     Tls(String),
+    /// The connection settings cannot be used at all (the driver refused them before
+    /// connecting, e.g. a password with a newline in it): retrying cannot help.
+    Configuration(String),
     /// Anything else, with the driver's message.
     Other(String),
 }
@@ -95,6 +98,7 @@ impl NotReady {
             NotReady::StartingUp => "server_starting_up",
             NotReady::TooManyConnections => "too_many_connections",
             NotReady::Tls(_) => "tls_failure",
+            NotReady::Configuration(_) => "unusable_settings",
             NotReady::Other(_) => "other",
         }
     }
@@ -134,6 +138,7 @@ impl NotReady {
                 }
             }
             sqlx::Error::PoolTimedOut => NotReady::Timeout,
+            sqlx::Error::Configuration(e) => NotReady::Configuration(e.to_string()),
             other => {
                 let msg = other.to_string();
                 if msg.contains("TLS") || msg.contains("SSL") {
@@ -171,6 +176,12 @@ impl fmt::Display for NotReady {
             NotReady::StartingUp => f.write_str("server starting up (or shutting down)"),
             NotReady::TooManyConnections => f.write_str("too many connections on the server"),
             NotReady::Tls(m) => write!(f, "TLS failure: {m}"),
+            NotReady::Configuration(m) => write!(
+                f,
+                "the driver refused the settings ({m}); a password may not hold control \
+                 characters such as a newline (often the end of the file it was sealed or set \
+                 from): fix APP_DATABASE__PASSWORD or reseal DATABASE_PASSWORD without it"
+            ),
             NotReady::Other(m) => f.write_str(m),
         }
     }
@@ -190,6 +201,14 @@ pub enum WaitError {
         attempts: u32,
         /// Why the last attempt failed.
         last: NotReady,
+    },
+    /// The settings can never connect (the driver refused them): not retried.
+    #[error("cannot use the settings for database {target}: {reason}")]
+    Unusable {
+        /// `user@host:port/name`.
+        target: String,
+        /// What the driver refused.
+        reason: NotReady,
     },
     /// A one-shot connection failed.
     #[error("cannot connect to database {target}: {reason}")]
@@ -265,6 +284,9 @@ pub(crate) async fn wait_until_ready(
             // (a wrong password must still be reported as such, not as a timeout).
             Err(NotReady::Timeout) if cut_short && previous.is_some() => {
                 previous.take().expect("checked")
+            }
+            Err(reason @ NotReady::Configuration(_)) => {
+                return Err(WaitError::Unusable { target, reason }.into());
             }
             Err(reason) => reason,
         };

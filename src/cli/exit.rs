@@ -165,6 +165,7 @@ impl From<&NotReady> for ExitCode {
     fn from(reason: &NotReady) -> Self {
         match reason {
             NotReady::AuthFailed(_) | NotReady::NotAllowed(_) => ExitCode::DatabaseAuth,
+            NotReady::Configuration(_) => ExitCode::Config,
             NotReady::ConnectionRefused
             | NotReady::Dns(_)
             | NotReady::Timeout
@@ -183,7 +184,9 @@ impl From<&WaitError> for ExitCode {
             // A timeout is "unavailable" whatever the last reason was: the reason is in the
             // message, and init-container tooling branches on the timeout.
             WaitError::Timeout { .. } => ExitCode::DatabaseUnavailable,
-            WaitError::Unreachable { reason, .. } => reason.into(),
+            WaitError::Unreachable { reason, .. } | WaitError::Unusable { reason, .. } => {
+                reason.into()
+            }
         }
     }
 }

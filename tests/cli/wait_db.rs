@@ -84,6 +84,30 @@ fn wrong_password_is_an_authentication_failure() {
     assert!(!text.contains("definitely-wrong-pw"), "{text}");
 }
 
+/// A password the driver refuses before connecting (a newline from the end of the file it was
+/// sealed from) never heals: exit 3 at the first attempt, not 4 after the whole timeout.
+#[test]
+fn a_password_with_a_newline_is_a_configuration_error_at_once() {
+    let db = Cluster::shared().create_db();
+    let started = std::time::Instant::now();
+    let out = app()
+        .args(["wait-db", "--timeout", "60s"])
+        .envs(db.app_env())
+        .env("APP_DATABASE__PASSWORD", "secret-with-newline\n")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("newline"), "{text}");
+    assert!(text.contains("DATABASE_PASSWORD"), "names the fix: {text}");
+    assert!(!text.contains("secret-with-newline"), "{text}");
+    assert!(!text.contains("attempt=2"), "retried: {text}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "waited out the timeout"
+    );
+}
+
 #[test]
 fn missing_database_is_named() {
     let db = Cluster::shared().create_db();
