@@ -10,7 +10,8 @@ command and args (and podman's annotation that keeps init containers after they 
 their exit codes). The substitutions a local runtime forces are all made in `substitute` and
 nowhere else:
 
-- the image reference: the image scripts/check-image.sh built (no registry to pull from);
+- the image reference: the image scripts/check-image.sh built, with pull policy IfNotPresent
+  (no registry to pull from);
 - the identity Secret volume: a hostPath directory holding a test identity, with the mode the
   kubelet gives a Secret file of that defaultMode under the pod's fsGroup (podman 4.3.1's kube
   play crashes on `secret:` volumes); and the sealed file in the app-sealed ConfigMap, resealed
@@ -30,8 +31,10 @@ summary line; exits 1 with the reason on any failure.
 
 import argparse
 import copy
+import datetime
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -150,6 +153,8 @@ def substitute(docs, args, seal, work):
 
     for container in spec.get("initContainers", []) + spec["containers"]:
         container["image"] = args.image
+        # Built here, not in a registry: prod's `Always` would try to pull it.
+        container["imagePullPolicy"] = "IfNotPresent"
         # On the host's network a container port is just the port the process listens on
         # (set above), and podman refuses port mappings there.
         container.pop("ports", None)
@@ -193,6 +198,16 @@ def substitute(docs, args, seal, work):
     if missing:
         fail(f"the pod uses ConfigMaps that are not rendered: {sorted(missing)}")
     return [config_maps[n] for n in sorted(used)] + [pod], ports, spec
+
+
+def instant(stamp):
+    """An RFC 3339 time as podman prints it (nanoseconds, Z or an offset) as a datetime."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", stamp)
+    if not m:
+        fail(f"cannot read the log timestamp {stamp!r}")
+    base, frac, zone = m.groups()
+    zone = "+00:00" if zone == "Z" else zone
+    return datetime.datetime.fromisoformat(f"{base}.{(frac or '0')[:6].ljust(6, '0')}{zone}")
 
 
 def http_status(port, path):
@@ -256,11 +271,20 @@ def main():
         inits = []
         for c in spec.get("initContainers", []):
             info = json.loads(run(podman + ["inspect", f"{pod}-{c['name']}"]).stdout)[0]["State"]
-            if info["ExitCode"] != 0 or info["Status"] != "exited":
-                fail(f"{args.overlay}: init container {c['name']}: {info['Status']}, exit {info['ExitCode']}")
-            inits.append((info["FinishedAt"], c["name"]))
+            # (podman 4.3.1 can report an "always" init container that ended as "running":
+            # its exit code and end time are what count.)
+            if info["ExitCode"] != 0 or info["FinishedAt"].startswith("0001-"):
+                fail(f"{args.overlay}: init container {c['name']}: {info['Status']}, exit {info['ExitCode']}, finished {info['FinishedAt']}")
+            # The first line each one logged, as conmon stamped it: podman 4.3.1 rewrites an
+            # "always" init container's StartedAt/FinishedAt when the pod starts, so those
+            # say nothing about the order kube play ran them in.
+            stamped = run(podman + ["logs", "--timestamps", f"{pod}-{c['name']}"])
+            first = (stamped.stdout + stamped.stderr).strip().splitlines()
+            if not first:
+                fail(f"{args.overlay}: init container {c['name']} logged nothing")
+            inits.append((instant(first[0].split()[0]), c["name"]))
         if [n for _, n in sorted(inits)] != [c["name"] for c in spec.get("initContainers", [])]:
-            fail(f"{args.overlay}: init containers did not finish in order: {sorted(inits)}")
+            fail(f"{args.overlay}: init containers did not run in order: {sorted(inits)}")
 
         container = spec["containers"][0]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
