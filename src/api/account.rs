@@ -26,17 +26,17 @@ pub(crate) struct ProfilePatch {
     /// New email address; unique across users. `null` is the same as leaving it out.
     #[oai(nullable, deserialize_with = "super::strict::optional")]
     pub email: Option<String>,
-    /// Display name, up to 100 characters.
-    #[oai(deserialize_with = "super::strict::maybe")]
+    /// Display name, up to 100 characters; `null` clears it.
+    #[oai(nullable, deserialize_with = "super::strict::maybe")]
     pub name: MaybeUndefined<String>,
-    /// Where the user is, up to 100 characters.
-    #[oai(deserialize_with = "super::strict::maybe")]
+    /// Where the user is, up to 100 characters; `null` clears it.
+    #[oai(nullable, deserialize_with = "super::strict::maybe")]
     pub location: MaybeUndefined<String>,
-    /// Free text about the user, up to 2000 characters.
-    #[oai(deserialize_with = "super::strict::maybe")]
+    /// Free text about the user, up to 2000 characters; `null` clears it.
+    #[oai(nullable, deserialize_with = "super::strict::maybe")]
     pub bio: MaybeUndefined<String>,
-    /// The seed's baboon personality type, up to 50 characters.
-    #[oai(deserialize_with = "super::strict::maybe")]
+    /// The seed's baboon personality type, up to 50 characters; `null` clears it.
+    #[oai(nullable, deserialize_with = "super::strict::maybe")]
     pub personality_type: MaybeUndefined<String>,
 }
 

@@ -135,3 +135,22 @@ async fn hostile_values_get_4xx_not_500_nor_coercion() {
     assert_eq!(reply.status, 405);
     assert_eq!(reply.headers["allow"], "GET, DELETE");
 }
+
+/// The spec's `limit` is an integer from 1 to 500: an empty value, a word or 0 is refused as
+/// the spec says (400 `invalid_parameter` naming it), never read as "no limit".
+#[tokio::test]
+async fn an_empty_or_malformed_query_parameter_is_refused_naming_it() {
+    let app = spawn_app().await;
+    for query in ["limit=", "limit=abc", "limit=-1"] {
+        let message = app
+            .read(app.client.get(format!("{}/api/users?{query}", app.base)))
+            .await
+            .assert_error(400, "invalid_parameter");
+        assert!(message.contains("limit"), "{query}: {message}");
+    }
+    let message = app
+        .read(app.client.get(format!("{}/api/users?limit=0", app.base)))
+        .await
+        .assert_error(400, "invalid_parameter");
+    assert!(message.contains("limit"), "limit=0: {message}");
+}

@@ -132,3 +132,18 @@ fn public_operations_say_they_need_no_security_and_nullable_has_a_type() {
     }
     walk(&spec, "#");
 }
+
+/// The spec says what the server takes: a profile field the server clears on `null` is
+/// `nullable` in the spec (a generated client could not send the `null` otherwise).
+#[test]
+fn profile_patch_fields_that_null_clears_are_nullable() {
+    let spec: serde_json::Value = serde_json::from_str(&app::api::spec_json()).unwrap();
+    let patch = &spec["components"]["schemas"]["ProfilePatch"]["properties"];
+    for field in ["email", "name", "location", "bio", "personality_type"] {
+        assert_eq!(
+            patch[field]["nullable"], true,
+            "ProfilePatch.{field}: {patch}"
+        );
+        assert_eq!(patch[field]["type"], "string", "ProfilePatch.{field}");
+    }
+}
