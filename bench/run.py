@@ -203,7 +203,8 @@ def seal_secrets(app, work, password):
     if os.path.exists(sealed):
         os.remove(sealed)
     # The first `set` creates the file for its recipients; later ones use what it records.
-    create = ["--context", "discbaboons/bench", "-r", recipient]
+    # The context the prod server expects (sealed.context defaults to discbaboons/<APP_ENV>).
+    create = ["--context", "discbaboons/prod", "-r", recipient]
     for name, value in [("JWT_SECRET", JWT), ("DATABASE_PASSWORD", password)]:
         subprocess.run([app, "seal", "set", sealed, name, *create], input=value, text=True,
                        check=True, capture_output=True)
