@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 
 use super::exit::{ExitCode, coded};
+use super::seal::load_identities;
 use crate::backup::{self, BackupError, DumpSource, Entry, EntryState, Manifest, Policy, Snapshot};
 use crate::config::Settings;
 use crate::migrate::{IgnorePatterns, Migrations, Placeholders};
-use crate::secrets::{Exposed, Identities, Passphrase, RecipientEntry, Recipients, SealedFile};
+use crate::secrets::{Exposed, Passphrase, RecipientEntry, Recipients, SealedFile};
 
 pub(super) const EXAMPLES: &str = "\
 Examples:
@@ -389,20 +390,6 @@ fn pick(args: &ReadArgs) -> anyhow::Result<(PathBuf, Option<Manifest>)> {
             Ok((entry.path, entry.manifest))
         }
     }
-}
-
-/// The identities that decrypt a backup. As for `seal`: `verify` (a laptop) warns about a
-/// key others can read; `open` and `drill`, which hand out plaintext, refuse it.
-fn load_identities(
-    paths: &[PathBuf],
-    passphrase: Passphrase,
-    exposed: Exposed,
-) -> anyhow::Result<Identities> {
-    let identities = Identities::load(paths, passphrase, exposed)?;
-    for warning in &identities.warnings {
-        tracing::warn!("{warning}");
-    }
-    Ok(identities)
 }
 
 fn verify(args: ReadArgs) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ mod args;
 mod input;
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
@@ -207,7 +207,7 @@ fn expect_context(
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
     expect_context(&file, &args.file, args.expect_context.as_deref())?;
-    let identities = load_identities(&args.identity, Exposed::Warn)?;
+    let identities = load_identities(&args.identity.identities, Passphrase::Prompt, Exposed::Warn)?;
     let mut first_error = None;
     let results = secrets::open_all(&file, &args.file, &identities);
     let total = results.len();
@@ -235,7 +235,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 
 fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
     let mut file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity, Exposed::Warn)?;
+    let identities = load_identities(&args.identity.identities, Passphrase::Prompt, Exposed::Warn)?;
     let recipients = recipient_entries(&args.recipients)?;
     let count = recipients.len();
     secrets::rekey(&mut file, &args.file, &identities, recipients)?;
@@ -250,7 +250,7 @@ fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
 
 fn get(args: GetArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
-    let identities = load_identities(&args.identity, Exposed::Warn)?;
+    let identities = load_identities(&args.identity.identities, Passphrase::Prompt, Exposed::Warn)?;
     let value = secrets::open_one(&file, &args.file, &args.key, &identities)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(value.expose().as_bytes())?;
@@ -265,7 +265,11 @@ fn open(args: OpenArgs) -> anyhow::Result<()> {
     let file = SealedFile::read(&args.file)?;
     expect_context(&file, &args.file, args.expect_context.as_deref())?;
     tmpfs::check_mode(args.mode)?;
-    let identities = load_identities(&args.identity, Exposed::Refuse)?;
+    let identities = load_identities(
+        &args.identity.identities,
+        Passphrase::Prompt,
+        Exposed::Refuse,
+    )?;
     let keys: Vec<String> = if args.keys.is_empty() {
         file.values.keys().cloned().collect()
     } else {
@@ -281,10 +285,16 @@ fn open(args: OpenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The identities of `-i`. On a laptop (`verify`, `rekey`, `get`) a key others can read is a
-/// warning; `open`, which runs in the pods, refuses it as the prod pods' loading does.
-fn load_identities(args: &IdentityArgs, exposed: Exposed) -> anyhow::Result<Identities> {
-    let identities = Identities::load(&args.identities, Passphrase::Prompt, exposed)?;
+/// The identities of `-i` (or a pod's mounted ones), their warnings logged. On a laptop
+/// (`verify`, `rekey`, `get`, `backup verify`) a key others can read is a warning; what hands
+/// out plaintext (`open`, `backup open`, `backup drill`) refuses it as the prod pods' loading
+/// does.
+pub(super) fn load_identities(
+    paths: &[PathBuf],
+    passphrase: Passphrase,
+    exposed: Exposed,
+) -> anyhow::Result<Identities> {
+    let identities = Identities::load(paths, passphrase, exposed)?;
     for warning in &identities.warnings {
         tracing::warn!("{warning}");
     }
