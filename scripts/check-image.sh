@@ -75,8 +75,9 @@ expect "--version" "$out" "app $version (commit $commit)"
 run "$image" config >/dev/null || fail "podman run --read-only $image config failed"
 
 # A value of the base's app-config as kustomize renders it (both overlays keep these).
+rendered_dev=$(.venv/bin/kubectl kustomize deploy/overlays/dev)
 kubectl_render_value() {
-    .venv/bin/kubectl kustomize deploy/overlays/dev | sed -n "s/^  $1: \(.*\)\$/\1/p" | head -1 | tr -d '"'
+    printf '%s\n' "$rendered_dev" | sed -n "s/^  $1: \(.*\)\$/\1/p" | head -1 | tr -d '"'
 }
 
 log "wait-db, migrate and serve against a throwaway PostgreSQL, as the pod runs them"
