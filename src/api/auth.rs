@@ -164,6 +164,7 @@ impl AuthApi {
         let LoginRequest { username, password } = body.0;
         let client = state.limits.client_of(req);
         let mut log = LoginLog {
+            limits: &state.limits,
             client,
             username: &username,
             outcome: "abandoned",
@@ -182,8 +183,10 @@ impl AuthApi {
 
 /// The log event of one login attempt, written when the attempt ends however it ends: one
 /// whose client hung up (or that timed out) while its hash ran is logged as `abandoned`.
-/// Never the password.
+/// Never the password. Refusals by the rate limits are logged up to a budget a second; the
+/// next line logged says how many were left out (`unlogged_refusals`).
 struct LoginLog<'a> {
+    limits: &'a super::limits::Limits,
     client: Option<IpAddr>,
     username: &'a str,
     outcome: &'static str,
@@ -204,6 +207,10 @@ impl Drop for LoginLog<'_> {
             .map_or("unknown".to_owned(), |ip| ip.to_string());
         if self.outcome == "success" {
             tracing::info!(target: "app::auth", %client, username, outcome = self.outcome, "login");
+        } else if self.outcome == "rate_limited" {
+            if let Some(unlogged_refusals) = self.limits.log_refusal() {
+                tracing::warn!(target: "app::auth", %client, username, outcome = self.outcome, unlogged_refusals, "login failed");
+            }
         } else {
             tracing::warn!(target: "app::auth", %client, username, outcome = self.outcome, "login failed");
         }

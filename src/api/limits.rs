@@ -26,12 +26,18 @@ const SWEEP_EVERY: u64 = 4096;
 /// The longest account key kept: usernames are at most 50 characters.
 const ACCOUNT_KEY_MAX: usize = 64;
 
+/// Log lines a second about refused (429) attempts, whoever sends them: a flood is refused
+/// cheaply, and must not become thousands of log lines a second for the log pipeline.
+const REFUSAL_LINES_PER_SECOND: u32 = 10;
+
 /// The limiters and who may say where a request came from.
 pub(crate) struct Limits {
     per_client: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_account: Option<DefaultKeyedRateLimiter<String>>,
     trusted_proxies: Vec<IpAddr>,
     checks: AtomicU64,
+    refusal_lines: governor::DefaultDirectRateLimiter,
+    unlogged_refusals: AtomicU64,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
@@ -46,6 +52,22 @@ impl Limits {
             per_account: limiter(rate.per_account_per_minute),
             trusted_proxies: rate.trusted_proxies.clone(),
             checks: AtomicU64::new(0),
+            refusal_lines: RateLimiter::direct(Quota::per_second(
+                NonZeroU32::new(REFUSAL_LINES_PER_SECOND).expect("not zero"),
+            )),
+            unlogged_refusals: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether to log one more refused attempt: `Some(n)` with the `n` refusals left unlogged
+    /// since the last line, or `None` (this one is counted instead, and the next line that is
+    /// logged says how many were left out).
+    pub(crate) fn log_refusal(&self) -> Option<u64> {
+        if self.refusal_lines.check().is_ok() {
+            Some(self.unlogged_refusals.swap(0, Ordering::Relaxed))
+        } else {
+            self.unlogged_refusals.fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
 
@@ -105,6 +127,26 @@ impl Limits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_past_the_log_budget_are_counted_into_the_next_line() {
+        let limits = Limits::from_settings(&RateSettings::default());
+        let logged = (0..1000).filter_map(|_| limits.log_refusal()).count();
+        // A burst of one second's budget, maybe one more as the clock moves on.
+        assert!(
+            (REFUSAL_LINES_PER_SECOND as usize..=REFUSAL_LINES_PER_SECOND as usize + 1)
+                .contains(&logged),
+            "{logged} lines logged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let next = limits.log_refusal().expect("the budget refills");
+        assert_eq!(next as usize, 1000 - logged);
     }
 }
 

@@ -5,6 +5,12 @@
 //! 19 MiB per request until the pod is OOM-killed. The slot travels with the blocking task
 //! (a client hanging up does not free it while its hash still runs), and the queue is bounded
 //! too: beyond it a hash is refused at once ([`HashError::Busy`], a 503 with `Retry-After`).
+//!
+//! Each hash runs on a thread of its own at a lower CPU priority (nice +10) than the async
+//! runtime: hashes take the CPU nothing else wants, so a flood of logins that keeps every slot
+//! busy does not starve `/health`, `/ready` and the API's other requests on the same cores
+//! (in a pod, within the same CPU quota). A thread per hash costs tens of microseconds against
+//! a hash's tens of milliseconds, and the slots bound how many exist.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -164,13 +170,9 @@ impl PasswordHasher {
     /// A PHC-format argon2id hash of `password` with a fresh random salt.
     pub(crate) async fn hash(&self, password: Password) -> Result<String, HashError> {
         let running = self.slot().await?;
-        let hash = tokio::task::spawn_blocking(move || {
-            let _running = running;
-            hash_blocking(password.expose())
-        })
-        .await
-        .map_err(anyhow::Error::from)?
-        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
+        let hash = run_hash(running, move || hash_blocking(password.expose()))
+            .await?
+            .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
         Ok(hash)
     }
 
@@ -183,8 +185,7 @@ impl PasswordHasher {
     ) -> Result<Verdict, HashError> {
         let password = zeroize::Zeroizing::new(password);
         let running = self.slot().await?;
-        let verdict = tokio::task::spawn_blocking(move || {
-            let _running = running;
+        let verdict = run_hash(running, move || {
             let usable = stored.as_deref().and_then(|s| PasswordHash::new(s).ok());
             match usable {
                 Some(hash) => match argon2().verify_password(password.as_bytes(), &hash) {
@@ -198,15 +199,71 @@ impl PasswordHasher {
                 }
             }
         })
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
         Ok(verdict)
+    }
+}
+
+/// How much lower than the runtime's threads a hash runs (a nice value: +10 gives it about a
+/// tenth of the CPU weight of a normal thread when both want the CPU).
+const HASH_NICENESS: libc::c_int = 10;
+
+/// Runs `work` on a new low-priority thread that owns `running` (the slot is given back when
+/// the work ends, whether or not anyone still awaits the result).
+async fn run_hash<T: Send + 'static>(
+    running: Running,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HashError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("argon2".into())
+        .spawn(move || {
+            let _running = running;
+            lower_priority();
+            // The requester may have gone (a client hung up): the result is dropped.
+            let _ = tx.send(work());
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start a password-hashing thread: {e}"))?;
+    rx.await
+        .map_err(|_| anyhow::anyhow!("the password-hashing thread ended without a result").into())
+}
+
+/// Lowers the calling thread's CPU priority (on Linux, nice applies per thread). Raising
+/// niceness needs no privilege; should it fail anyway, the hash runs at normal priority.
+/// Elsewhere (a laptop's `app serve`) nice would apply to the whole process: left alone.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: setpriority only reads its arguments; `0` names the calling thread on Linux.
+    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASH_NICENESS) };
+    if done != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "cannot lower the hashing thread's priority"
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashes_run_below_the_runtime_priority_and_give_their_slot_back() {
+        // SAFETY: getpriority only reads; 0 is the calling thread.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let ours = nice();
+        let hasher = PasswordHasher::new(1);
+        let theirs = run_hash(hasher.slot().await.unwrap(), nice).await.unwrap();
+        assert_eq!(theirs, (ours + HASH_NICENESS).min(19));
+        assert_eq!(nice(), ours, "the caller's own priority is untouched");
+        // The slot came back with the thread: a second hash gets it.
+        let again = tokio::time::timeout(std::time::Duration::from_secs(5), hasher.slot()).await;
+        assert!(again.is_ok(), "the slot was not given back");
+    }
 
     #[test]
     fn dummy_hash_has_the_parameters_real_hashes_get() {

@@ -77,6 +77,26 @@ pub struct Server {
     drain: Duration,
 }
 
+/// Connections the kernel may queue before they are accepted. tokio's default, 1024, is
+/// overrun by one client opening and resetting connections in a loop: past it, new
+/// connections' SYNs are dropped and a liveness probe waits a whole second for its
+/// retransmission. Linux caps it at `net.core.somaxconn` (4096 on current kernels).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The API's listening socket, with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's and tokio's own bind do on Unix: a restarted server can bind at once while
+    // the old one's connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn bind(
     what: &'static str,
     addr: SocketAddr,
@@ -125,13 +145,11 @@ impl Server {
 
         let http = &settings.http;
         let api_addr = SocketAddr::new(http.host, http.port);
-        let listener = tokio::net::TcpListener::bind(api_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                what: "the API",
-                addr: api_addr,
-                source,
-            })?;
+        let listener = listen(api_addr).map_err(|source| StartError::Bind {
+            what: "the API",
+            addr: api_addr,
+            source,
+        })?;
         let addr = listener.local_addr().unwrap_or(api_addr);
         let conn_stats = conn::ConnStats::default();
         let (metrics, metrics_acceptor, metrics_addr) = if settings.metrics.enabled {

@@ -1,6 +1,6 @@
 //! One anonymous client cannot take a replica down: `app serve` as a process under slowloris,
 //! slow readers of large pages, a burst of large pages and a file-descriptor limit below its
-//! connection cap. Each scenario records the peak RSS (`VmHWM` of the served process) and the
+//! connection cap (abandoned logins and a login flood: `logins.rs`, with the same watch). Each scenario records the peak RSS (`VmHWM` of the served process) and the
 //! slowest `/health`, and passes when memory stays under the base overlay's limit (128 MiB),
 //! `/health` keeps answering and the server recovers by itself. The figures are printed
 //! (`-- --nocapture`) and recorded in `docs/reliability.md`.
@@ -20,48 +20,64 @@ const MEMORY_LIMIT_KIB: u64 = 128 * 1024;
 const HEALTH_BOUND: Duration = Duration::from_secs(1);
 
 /// Polls `/health` on fresh connections every 100 ms until stopped; the slowest answer, and
-/// how many failed (or took longer than 5 s).
-struct HealthWatch {
+/// how many failed (or took longer than 5 s). It runs on a thread and runtime of its own, so
+/// that what it measures is the server, not the test's own clients crowding its runtime.
+pub(crate) struct HealthWatch {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(Duration, usize, usize)>,
+    thread: std::thread::JoinHandle<(Duration, usize, usize)>,
 }
 
 impl HealthWatch {
-    fn start(url: String) -> HealthWatch {
+    pub(crate) fn start(url: String) -> HealthWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let task = tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .pool_max_idle_per_host(0)
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
                 .build()
                 .unwrap();
-            let (mut slowest, mut failed, mut asked) = (Duration::ZERO, 0, 0);
-            while !flag.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let ok = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().as_u16() == 200);
-                slowest = slowest.max(t.elapsed());
-                asked += 1;
-                failed += usize::from(!ok);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            (slowest, failed, asked)
+            runtime.block_on(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap();
+                let (mut slowest, mut failed, mut asked) = (Duration::ZERO, 0, 0);
+                while !flag.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let ok = client
+                        .get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().as_u16() == 200);
+                    slowest = slowest.max(t.elapsed());
+                    asked += 1;
+                    failed += usize::from(!ok);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                (slowest, failed, asked)
+            })
         });
-        HealthWatch { stop, task }
+        HealthWatch { stop, thread }
     }
 
-    async fn finish(self) -> (Duration, usize, usize) {
+    pub(crate) async fn finish(self) -> (Duration, usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap()
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join().expect("the health watch panicked"))
+            .await
+            .unwrap()
     }
 }
 
 /// One scenario's figures, printed as a row of the table in `docs/reliability.md`.
-fn report(scenario: &str, clients: usize, took: Duration, served: &Served, health: Duration) {
+pub(crate) fn report(
+    scenario: &str,
+    clients: usize,
+    took: Duration,
+    served: &Served,
+    health: Duration,
+) {
     let peak = served.status_kib("VmHWM");
     println!(
         "| {scenario} | {clients} | {:.1} s | {:.1} MiB | {} ms |",
@@ -79,7 +95,7 @@ fn report(scenario: &str, clients: usize, took: Duration, served: &Served, healt
     );
 }
 
-fn assert_health(scenario: &str, (slowest, failed, asked): (Duration, usize, usize)) {
+pub(crate) fn assert_health(scenario: &str, (slowest, failed, asked): (Duration, usize, usize)) {
     assert!(asked > 0);
     assert_eq!(failed, 0, "{scenario}: {failed} of {asked} /health failed");
     assert!(
@@ -89,7 +105,7 @@ fn assert_health(scenario: &str, (slowest, failed, asked): (Duration, usize, usi
 }
 
 /// Waits until `path` answers 200 on a fresh connection (the server recovered), within 10 s.
-async fn recovers(served: &Served, path: &str) {
+pub(crate) async fn recovers(served: &Served, path: &str) {
     recovers_within(served, path, Duration::from_secs(10)).await
 }
 

@@ -1,7 +1,8 @@
 //! Proofs: the claims of the README tested under pressure, each bounded in count and time.
 //! Migrations under races and crashes (`migrate`), a database outage under load (`outage`),
-//! one anonymous client against the server's limits (`limits`), property tests of the
-//! parsers (`parsers`), a rolling restart behind nginx (`rolling`),
+//! one anonymous client against the server's limits (`limits`, `logins`), property tests of the
+//! parsers (`parsers`), a rolling restart behind nginx (`rolling`), a JWT key rotation
+//! through two rollouts under load (`jwt_rotation`),
 //! and secrets against hostile files and trace-level logs (`secrets`).
 //!
 //! They need nginx (`scripts/setup.sh` installs it) besides PostgreSQL.
@@ -9,7 +10,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod jwt_rotation;
 mod limits;
+mod logins;
 mod migrate;
 mod outage;
 mod parsers;

@@ -8,36 +8,18 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::fleet::{Fleet, rollout_settings};
 use crate::support::load::{Bounds, Call, Load, describe_failures, sign_up};
-use crate::support::nginx::Nginx;
-use crate::support::{Cluster, Served, apply_migrations, free_port, scratch};
+use crate::support::{Cluster, apply_migrations, scratch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     let db = Cluster::shared().create_db();
     apply_migrations(&db);
     let dir = scratch("rolling");
-    // The grace period covers the time the endpoint update takes to reach nginx (a reload
-    // here, well under a second); Kubernetes' default here is 5 s.
-    // The database stays up throughout: a request that waits for a pooled connection is
-    // waiting for CPU on these two shared cores, not for an outage, so the acquire timeout is
-    // generous (a 2 s one once turned a starved PATCH into a 503 under a parallel build).
-    let settings = [
-        ("APP_HTTP__SHUTDOWN_GRACE", "1s"),
-        ("APP_HTTP__SHUTDOWN_TIMEOUT", "10s"),
-        ("APP_DATABASE__ACQUIRE_TIMEOUT", "8s"),
-    ];
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let client = reqwest::Client::new();
-    let mut replicas = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let log = dir.join(format!("replica-{i}.log"));
-        let mut replica = Served::replica(&db, *port, &log, &settings);
-        replica.wait_ready(&client, Duration::from_secs(30)).await;
-        replicas.push(replica);
-    }
-    let mut nginx = Nginx::start(&dir, &ports);
-    let (username, token) = sign_up(&nginx.base(), "rolling").await;
+    let settings = rollout_settings();
+    let mut fleet = Fleet::start(&db, &dir, 3, &settings).await;
+    let (username, token) = sign_up(&fleet.base(), "rolling").await;
 
     // Reads of every kind, an authenticated one (the replicas share the JWT secret), a
     // failing lookup and a write (PATCH is not idempotent: nginx never retries it once sent);
@@ -61,7 +43,7 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     ];
     let started = Instant::now();
     let load = Load::start(
-        &nginx.base(),
+        &fleet.base(),
         calls,
         Bounds {
             workers: 6,
@@ -77,31 +59,12 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let mut back_at = Vec::new();
-    for (i, replica) in replicas.iter_mut().enumerate() {
-        let before = load.sent();
-        // What a rollout does to one pod: SIGTERM, and the endpoints controller takes the
-        // terminating pod out of the Service at once, which ingress-nginx applies, while the
-        // pod keeps serving for its grace period.
-        replica.signal(libc::SIGTERM);
-        let others: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
-        nginx.set_upstreams(&others);
-        let code = replica.wait_exit(Duration::from_secs(20)).await;
-        assert_eq!(code, Some(0), "replica {i}: {}", replica.log_text());
-        let log = dir.join(format!("replica-{i}.log"));
-        *replica = Served::replica(&db, ports[i], &log, &settings);
-        replica.wait_ready(&client, Duration::from_secs(30)).await;
-        // Ready: back into the endpoints.
-        nginx.set_upstreams(&ports);
-        back_at.push(Instant::now());
-        // Let the new replica take traffic (and any passive-check penalty expire) before the
-        // next one goes.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        eprintln!(
-            "replica {i} restarted; {} requests during its restart",
-            load.sent() - before
-        );
-    }
+    let before = load.sent();
+    let back_at = fleet.roll(&db, &settings).await;
+    eprintln!(
+        "3 replicas restarted; {} requests during the rollout",
+        load.sent() - before
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let elapsed = started.elapsed();
     let samples = load.finish().await;
@@ -118,7 +81,7 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
         0,
         "{failed} of {sent} requests failed:\n{}\nnginx error log:\n{}",
         describe_failures(&samples, started),
-        nginx.error_log()
+        fleet.nginx.error_log()
     );
     // Every request got the answer it should have had (nothing half-served).
     for s in &samples {
@@ -130,13 +93,13 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
         assert_eq!(s.status, Some(expected), "{s:?}");
     }
     // Each replica answered after its restart: nginx put it back in rotation.
-    for (i, replica) in replicas.iter_mut().enumerate() {
+    for (i, replica) in fleet.replicas.iter_mut().enumerate() {
         assert!(
             replica.is_running(),
             "replica {i} died: {}",
             replica.log_text()
         );
-        let addr = format!("127.0.0.1:{}", ports[i]);
+        let addr = format!("127.0.0.1:{}", fleet.ports[i]);
         let served = samples
             .iter()
             .filter(|s| s.sent > back_at[i] && s.upstream.as_deref() == Some(addr.as_str()))

@@ -6,6 +6,7 @@
 //! `#[path = "../support/mod.rs"] mod support;`, and its modules use `crate::support::...`.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod load;
 pub mod nginx;
 pub mod pg;
