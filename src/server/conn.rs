@@ -306,25 +306,30 @@ impl Conn {
     async fn watch<C: Future>(&self, mut conn: Pin<&mut C>, activity: &Activity) -> bool {
         let mut stop = self.stop.clone();
         let mut phase = Phase::Head(Instant::now(), 0);
+        // One timer for the connection's life, moved when the phase changes (a new timer per
+        // change costs a timer-wheel insert and remove, three times a request).
+        let timer = tokio::time::sleep_until(Instant::now() + self.limits.header_timeout);
+        tokio::pin!(timer);
         loop {
+            // A request's own time is bounded by the request and write timeouts.
             let deadline = match phase {
-                Phase::Head(since, _) => since + self.limits.header_timeout,
-                Phase::Idle(since, _) => since + self.limits.keep_alive_timeout,
-                // A request's own time is bounded by the request and write timeouts.
-                Phase::Busy => Instant::now() + Duration::from_secs(3600),
+                Phase::Head(since, _) => Some(since + self.limits.header_timeout),
+                Phase::Idle(since, _) => Some(since + self.limits.keep_alive_timeout),
+                Phase::Busy => None,
             };
+            if let Some(deadline) = deadline.filter(|d| *d != timer.deadline()) {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 _ = conn.as_mut() => return false,
                 _ = activity.changed.notified() => phase = phase.next(activity),
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = timer.as_mut(), if deadline.is_some() => {
                     if matches!(phase, Phase::Head(..)) {
                         self.stats.header_timeouts.inc();
                         tracing::debug!("closing a connection whose request head did not arrive in time");
                         return false;
                     }
-                    if matches!(phase, Phase::Idle(..)) {
-                        return true;
-                    }
+                    return true;
                 }
                 _ = stop.changed() => return true,
             }
