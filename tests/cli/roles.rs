@@ -52,12 +52,13 @@ async fn the_runtime_login_does_what_the_api_does_and_nothing_else() {
     // What the API does: rows in, read, changed, gone; the history read by /ready.
     sqlx::raw_sql(
         "insert into users (username, password_hash) values ('rt_user', '!x');
-         insert into user_profiles (user_id, email) select id, 'rt@example.com' from users;
-         update user_profiles set bio = 'b';
+         insert into user_profiles (user_id, email)
+           select id, 'rt@example.com' from users where username = 'rt_user';
+         update user_profiles set bio = 'b' where email = 'rt@example.com';
          select u.username, p.bio from users u join user_profiles p on p.user_id = u.id;
-         select * from users for update;
+         select * from users where username = 'rt_user' for update;
          select count(*) from flyway_schema_history;
-         delete from users;",
+         delete from users where username = 'rt_user';",
     )
     .execute(&mut conn)
     .await

@@ -947,6 +947,19 @@ impl<'p, 'a> App<'p, 'a> {
             let container = pod.container(name);
             pod.run_init(name, &self.pod_env(container, &ports));
         }
+        // migrate logged in as the sealed login and worked as the owner role.
+        let owners = self.cluster.psql(
+            db,
+            "select string_agg(distinct tableowner, ',') || ' ' || \
+                    string_agg(distinct installed_by, ',') \
+               from pg_tables, flyway_schema_history where schemaname = 'public'",
+        );
+        assert_eq!(
+            owners,
+            format!("{} {MIGRATE_LOGIN}", rendered["APP_MIGRATE__OWNER_ROLE"]),
+            "{}",
+            self.overlay
+        );
 
         let env = self.pod_env(main, &ports);
         let log = tempfile::NamedTempFile::new().unwrap();
