@@ -204,6 +204,11 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
             "migrate.runtime_role",
         )?,
     };
+    let run = Run {
+        common: &args.common,
+        sealed: &sealed,
+        settings,
+    };
     match args.action {
         None => {
             let (app, migrate) = sealed.logins()?;
@@ -228,12 +233,12 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                 createdb: args.createdb,
             };
             setup.check()?;
-            apply_setup(&args.common, &sealed, settings, &setup).await
+            run.setup(&setup).await
         }
         Some(RolesAction::Retire { name }) => {
             let name = RoleName::parse(&name, "retire")?;
             refuse_current(&sealed, &model, &name)?;
-            retire(&args.common, &sealed, settings, &name).await
+            run.retire(&name).await
         }
     }
 }
@@ -243,35 +248,83 @@ fn group(setting: Option<&str>, default: &str, key: &str) -> anyhow::Result<Role
     Ok(RoleName::parse(setting.unwrap_or(default), key)?)
 }
 
-async fn apply_setup(
-    common: &Common,
-    sealed: &Sealed,
-    settings: &Settings,
-    setup: &Setup,
-) -> anyhow::Result<()> {
-    let statements = sql::setup(setup);
-    if common.print_sql {
-        return print(&statements);
+/// One run of `app db roles`: what it reads, and where its SQL goes.
+struct Run<'a> {
+    common: &'a Common,
+    sealed: &'a Sealed,
+    settings: &'a Settings,
+}
+
+impl Run<'_> {
+    /// With --print-sql, prints `statements` and returns `None`; else connects as the admin.
+    async fn print_or_connect(
+        &self,
+        statements: &[String],
+    ) -> anyhow::Result<Option<sqlx::PgConnection>> {
+        if self.common.print_sql {
+            print(statements)?;
+            return Ok(None);
+        }
+        Ok(Some(
+            admin_connection(self.common, self.sealed, self.settings).await?,
+        ))
     }
-    let mut conn = admin_connection(common, sealed, settings).await?;
-    if let Some(from) = &setup.adopt_from
-        && !session::exists(&mut conn, from).await?
-    {
-        bail!(RolesError::NoSuchRole {
-            role: from.to_string()
-        });
+
+    async fn setup(&self, setup: &Setup) -> anyhow::Result<()> {
+        let statements = sql::setup(setup);
+        let Some(mut conn) = self.print_or_connect(&statements).await? else {
+            return Ok(());
+        };
+        if let Some(from) = &setup.adopt_from
+            && !session::exists(&mut conn, from).await?
+        {
+            bail!(RolesError::NoSuchRole {
+                role: from.to_string()
+            });
+        }
+        session::apply(&mut conn, &statements).await?;
+        tracing::info!(
+            owner = %setup.model.owner,
+            runtime = %setup.model.runtime,
+            app = %setup.app.name,
+            migrate = setup.migrate.as_ref().map(|m| m.name.as_str()).unwrap_or("-"),
+            adopted_from = setup.adopt_from.as_ref().map(RoleName::as_str).unwrap_or("-"),
+            "the database's roles match the model"
+        );
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(())
     }
-    session::apply(&mut conn, &statements).await?;
-    tracing::info!(
-        owner = %setup.model.owner,
-        runtime = %setup.model.runtime,
-        app = %setup.app.name,
-        migrate = setup.migrate.as_ref().map(|m| m.name.as_str()).unwrap_or("-"),
-        adopted_from = setup.adopt_from.as_ref().map(RoleName::as_str).unwrap_or("-"),
-        "the database's roles match the model"
-    );
-    let _ = sqlx::Connection::close(conn).await;
-    Ok(())
+
+    async fn retire(&self, name: &RoleName) -> anyhow::Result<()> {
+        let statements = sql::retire(name);
+        let mut printed = statements.clone();
+        printed.push(sql::terminate(name));
+        let Some(mut conn) = self.print_or_connect(&printed).await? else {
+            return Ok(());
+        };
+        // language=PostgreSQL
+        let found: Option<bool> =
+            sqlx::query_scalar("select rolsuper from pg_catalog.pg_roles where rolname = $1")
+                .bind(name.as_str())
+                .fetch_optional(&mut conn)
+                .await?;
+        let reason = match found {
+            None => Some("there is no such role"),
+            Some(true) => Some("it is a superuser, not a login of a pair"),
+            Some(false) => None,
+        };
+        if let Some(reason) = reason {
+            bail!(RolesError::RetireRefused {
+                name: name.to_string(),
+                reason: reason.into(),
+            });
+        }
+        session::apply(&mut conn, &statements).await?;
+        let ended = session::terminate(&mut conn, name).await?;
+        tracing::info!(role = %name, sessions_ended = ended, "retired the login");
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(())
+    }
 }
 
 /// Refuses to retire a login the sealed file still names, or a group role.
@@ -296,43 +349,6 @@ fn refuse_current(sealed: &Sealed, model: &Model, name: &RoleName) -> anyhow::Re
             });
         }
     }
-    Ok(())
-}
-
-async fn retire(
-    common: &Common,
-    sealed: &Sealed,
-    settings: &Settings,
-    name: &RoleName,
-) -> anyhow::Result<()> {
-    let statements = sql::retire(name);
-    if common.print_sql {
-        let mut all = statements;
-        all.push(sql::terminate(name));
-        return print(&all);
-    }
-    let mut conn = admin_connection(common, sealed, settings).await?;
-    // language=PostgreSQL
-    let found: Option<bool> =
-        sqlx::query_scalar("select rolsuper from pg_catalog.pg_roles where rolname = $1")
-            .bind(name.as_str())
-            .fetch_optional(&mut conn)
-            .await?;
-    let reason = match found {
-        None => Some("there is no such role"),
-        Some(true) => Some("it is a superuser, not a login of a pair"),
-        Some(false) => None,
-    };
-    if let Some(reason) = reason {
-        bail!(RolesError::RetireRefused {
-            name: name.to_string(),
-            reason: reason.into(),
-        });
-    }
-    session::apply(&mut conn, &statements).await?;
-    let ended = session::terminate(&mut conn, name).await?;
-    tracing::info!(role = %name, sessions_ended = ended, "retired the login");
-    let _ = sqlx::Connection::close(conn).await;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::support::roles::{Roles, Sealed, connect, login_error, sql_error};
-use crate::support::{Cluster, Served, TestDb, output_text, run};
+use crate::support::{Cluster, Served, TestDb, free_port, output_text, run};
 
 fn assert_exit(out: &Output, code: i32, needles: &[&str]) {
     let text = output_text(out);
@@ -31,6 +31,19 @@ fn migrated(db: &TestDb<'_>, roles: &Roles) -> Sealed {
     assert!(out.status.success(), "db roles: {}", output_text(&out));
     roles.migrate(db, &sealed, &[]);
     sealed
+}
+
+/// `app serve` as the API's login of `sealed`, ready; the log lives as long as the directory.
+async fn serve_ready(
+    db: &TestDb<'_>,
+    roles: &Roles,
+    sealed: &Sealed,
+) -> (reqwest::Client, Served, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = roles.serve(db, sealed, free_port(), &dir.path().join("serve.log"), &[]);
+    let client = reqwest::Client::new();
+    served.wait_ready(&client, Duration::from_secs(30)).await;
+    (client, served, dir)
 }
 
 #[tokio::test]
@@ -90,11 +103,7 @@ async fn the_runtime_login_does_what_the_api_does_and_nothing_else() {
     }
 
     // serve runs as that login: ready (it reads the history) and serving.
-    let env = roles.login_env(&db, &sealed);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut served = Served::start(&db, &env);
-    let client = reqwest::Client::new();
-    served.wait_ready(&client, Duration::from_secs(30)).await;
+    let (client, served, _log) = serve_ready(&db, &roles, &sealed).await;
     let status = client
         .get(served.url("/api/users?limit=5"))
         .send()
@@ -185,11 +194,7 @@ async fn the_seeds_database_moves_onto_the_model() {
     assert_eq!(code, "28P01");
 
     roles.migrate(&db, &sealed, &[]);
-    let env = roles.login_env(&db, &sealed);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut served = Served::start(&db, &env);
-    let client = reqwest::Client::new();
-    served.wait_ready(&client, Duration::from_secs(30)).await;
+    let (client, served, _log) = serve_ready(&db, &roles, &sealed).await;
     let got = client
         .get(served.url("/api/users/seeded_1"))
         .send()

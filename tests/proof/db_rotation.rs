@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::load::{Bounds, Call, Load, describe_failures, sign_up};
+use crate::support::load::{Bounds, Load, api_mix, assert_none_failed, sign_up};
 use crate::support::nginx::Nginx;
 use crate::support::roles::{Roles, Sealed, connect, login_error};
 use crate::support::{Cluster, Served, TestDb, free_port, output_text, scratch};
@@ -27,11 +27,7 @@ fn replica(
     port: u16,
     log: &std::path::Path,
 ) -> Served {
-    let env = roles.login_env(db, sealed);
-    let mut settings: Vec<(&str, &str)> =
-        env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    settings.extend(SETTINGS);
-    Served::replica(db, port, log, &settings)
+    roles.serve(db, sealed, port, log, &SETTINGS)
 }
 
 /// Every table of `public` answers the API's login: rows read, and (but the history) written.
@@ -91,21 +87,7 @@ async fn three_database_password_rotations_under_load_fail_no_request() {
     }
     let mut nginx = Nginx::start(&dir, &ports);
     let (username, token) = sign_up(&nginx.base(), "dbrot").await;
-    let calls = vec![
-        Call::get(&format!("/api/users/{username}")),
-        Call::get("/api/users?limit=5"),
-        Call {
-            token: Some(token.clone()),
-            ..Call::get("/api/users/me")
-        },
-        Call::get("/health"),
-        Call {
-            method: reqwest::Method::PATCH,
-            path: "/api/users/me/profile".into(),
-            token: Some(token),
-            body: Some(serde_json::json!({"bio": "rotating"})),
-        },
-    ];
+    let calls = api_mix(&username, &token, "rotating");
     let started = Instant::now();
     let load = Load::start(
         &nginx.base(),
@@ -138,20 +120,12 @@ async fn three_database_password_rotations_under_load_fail_no_request() {
         }
         roles.migrate(&db, &sealed, &["--location", migrations.to_str().unwrap()]);
         for (i, r) in replicas.iter_mut().enumerate() {
-            r.signal(libc::SIGTERM);
-            let others: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
-            nginx.set_upstreams(&others);
-            let code = r.wait_exit(Duration::from_secs(20)).await;
-            assert_eq!(code, Some(0), "replica {i}: {}", r.log_text());
-            *r = replica(
-                &db,
-                &roles,
-                &sealed,
-                ports[i],
-                &dir.join(format!("replica-{i}.log")),
-            );
-            r.wait_ready(&client, Duration::from_secs(30)).await;
-            nginx.set_upstreams(&ports);
+            let log = dir.join(format!("replica-{i}.log"));
+            nginx
+                .replace(r, &ports, i, || {
+                    replica(&db, &roles, &sealed, ports[i], &log)
+                })
+                .await;
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
         // 4. After the rollout: retire the old logins; they can no longer log in.
@@ -185,21 +159,13 @@ async fn three_database_password_rotations_under_load_fail_no_request() {
             assert!(tables.iter().any(|t| t == "rounds"), "{tables:?}");
         }
     }
-    let elapsed = started.elapsed();
     let samples = load.finish().await;
-    let failed = samples.iter().filter(|s| s.failed()).count();
-    let sent = samples.len();
-    println!(
-        "db rotation: {sent} requests through nginx in {elapsed:.1?}, {failed} failed \
-         (3 rotations of both login pairs, 3 replicas rolled each time)"
-    );
-    assert!(sent > 500, "too little load to prove anything: {sent}");
-    assert_eq!(
-        failed,
-        0,
-        "{failed} of {sent} requests failed:\n{}\nnginx error log:\n{}",
-        describe_failures(&samples, started),
-        nginx.error_log()
+    assert_none_failed(
+        &samples,
+        started,
+        500,
+        "db rotation through nginx (3 rotations of both login pairs, 3 replicas rolled each)",
+        &nginx.error_log(),
     );
     for s in &samples {
         assert_eq!(s.status, Some(200), "{s:?}");

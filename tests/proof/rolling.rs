@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::load::{Bounds, Call, Load, describe_failures, sign_up};
+use crate::support::load::{Bounds, Call, Load, api_mix, assert_none_failed, sign_up};
 use crate::support::nginx::Nginx;
 use crate::support::{Cluster, Served, apply_migrations, free_port, scratch};
 
@@ -39,26 +39,9 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
     let mut nginx = Nginx::start(&dir, &ports);
     let (username, token) = sign_up(&nginx.base(), "rolling").await;
 
-    // Reads of every kind, an authenticated one (the replicas share the JWT secret), a
-    // failing lookup and a write (PATCH is not idempotent: nginx never retries it once sent);
-    // no argon2 work, which would only measure the two cores.
-    let calls = vec![
-        Call::get(&format!("/api/users/{username}")),
-        Call::get("/api/users?limit=5"),
-        Call::get("/health"),
-        Call {
-            token: Some(token.clone()),
-            ..Call::get("/api/users/me")
-        },
-        Call::get("/api/info"),
-        Call::get("/api/users/nobody_here"),
-        Call {
-            method: reqwest::Method::PATCH,
-            path: "/api/users/me/profile".into(),
-            token: Some(token),
-            body: Some(serde_json::json!({"bio": "rolling along"})),
-        },
-    ];
+    // The proofs' mix, and `/api/info` and a failing lookup besides.
+    let mut calls = api_mix(&username, &token, "rolling along");
+    calls.extend([Call::get("/api/info"), Call::get("/api/users/nobody_here")]);
     let started = Instant::now();
     let load = Load::start(
         &nginx.base(),
@@ -82,17 +65,13 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
         let before = load.sent();
         // What a rollout does to one pod: SIGTERM, and the endpoints controller takes the
         // terminating pod out of the Service at once, which ingress-nginx applies, while the
-        // pod keeps serving for its grace period.
-        replica.signal(libc::SIGTERM);
-        let others: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
-        nginx.set_upstreams(&others);
-        let code = replica.wait_exit(Duration::from_secs(20)).await;
-        assert_eq!(code, Some(0), "replica {i}: {}", replica.log_text());
+        // pod keeps serving for its grace period; the new pod joins once ready.
         let log = dir.join(format!("replica-{i}.log"));
-        *replica = Served::replica(&db, ports[i], &log, &settings);
-        replica.wait_ready(&client, Duration::from_secs(30)).await;
-        // Ready: back into the endpoints.
-        nginx.set_upstreams(&ports);
+        nginx
+            .replace(replica, &ports, i, || {
+                Served::replica(&db, ports[i], &log, &settings)
+            })
+            .await;
         back_at.push(Instant::now());
         // Let the new replica take traffic (and any passive-check penalty expire) before the
         // next one goes.
@@ -103,22 +82,13 @@ async fn rolling_restart_of_three_replicas_behind_nginx_fails_no_request() {
         );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let elapsed = started.elapsed();
     let samples = load.finish().await;
-
-    let failed = samples.iter().filter(|s| s.failed()).count();
-    let sent = samples.len();
-    println!(
-        "rolling restart: {sent} requests sent through nginx in {elapsed:.1?}, {failed} failed \
-         (3 replicas restarted one by one)"
-    );
-    assert!(sent > 1000, "too little load to prove anything: {sent}");
-    assert_eq!(
-        failed,
-        0,
-        "{failed} of {sent} requests failed:\n{}\nnginx error log:\n{}",
-        describe_failures(&samples, started),
-        nginx.error_log()
+    assert_none_failed(
+        &samples,
+        started,
+        1000,
+        "rolling restart through nginx (3 replicas restarted one by one)",
+        &nginx.error_log(),
     );
     // Every request got the answer it should have had (nothing half-served).
     for s in &samples {

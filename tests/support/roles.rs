@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::{TestDb, app, output_text, run};
+use super::{Served, TestDb, app, output_text, run};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -154,6 +154,23 @@ impl Roles {
         ]);
         env.extend(self.group_env());
         env
+    }
+
+    /// `app serve` as the pod runs it with `sealed` (plus `extra`), on `port`, logging to
+    /// `log`; not yet ready.
+    pub fn serve(
+        &self,
+        db: &TestDb<'_>,
+        sealed: &Sealed,
+        port: u16,
+        log: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Served {
+        let env = self.login_env(db, sealed);
+        let mut settings: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        settings.extend_from_slice(extra);
+        Served::replica(db, port, log, &settings)
     }
 
     /// `app migrate ARGS` as the pod runs it with `sealed`; must succeed.
