@@ -48,7 +48,11 @@ each migration is applied exactly once, with its flyway_schema_history row, in o
 transaction. Exit codes: 10 validation, 11 a migration failed (rolled back), 12 lock timeout,
 14 a failed migration in the history, 15 an unusable migration file (or an unknown
 ${placeholder}), 16 the live schema differs from what the migrations build (adoption
-refused).";
+refused), 51 the login may not `set role` to migrate.owner_role (run `app db roles`).
+
+With migrate.user / migrate.password (the sealed MIGRATE_DATABASE_USER / _PASSWORD) it logs
+in as that login; with migrate.owner_role it works as that role, so every object it creates
+is the owner's; with migrate.runtime_role it then grants that role the API's privileges.";
 
 /// Options of `app migrate`.
 #[derive(Debug, clap::Args)]

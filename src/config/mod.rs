@@ -853,6 +853,28 @@ mod tests {
     }
 
     #[test]
+    fn migrate_logs_in_as_its_own_login_when_both_halves_are_set() {
+        let s = load_env(&[
+            ("APP_DATABASE__USER", "api_a"),
+            ("APP_DATABASE__PASSWORD", "api-pw"),
+            ("APP_MIGRATE__USER", "mig_a"),
+            ("APP_MIGRATE__PASSWORD", "mig-hunter5"),
+            ("APP_MIGRATE__OWNER_ROLE", "owner"),
+        ])
+        .unwrap();
+        let db = s.migrate_database();
+        assert_eq!(db.user.as_deref(), Some("mig_a"));
+        assert_eq!(db.password.unwrap().expose(), "mig-hunter5");
+        assert_eq!(s.database.user.as_deref(), Some("api_a"));
+        assert_eq!(s.migrate.owner_role.as_deref(), Some("owner"));
+        assert!(!s.to_redacted_toml().contains("hunter5"));
+        let unset = load_env(&[("APP_DATABASE__USER", "api_a")]).unwrap();
+        assert_eq!(unset.migrate_database().user.as_deref(), Some("api_a"));
+        let err = load_env(&[("APP_MIGRATE__USER", "mig_a")]).unwrap_err();
+        assert!(format!("{err:#}").contains("migrate.password"), "{err:#}");
+    }
+
+    #[test]
     fn redacted_dump_hides_secrets() {
         let s = load_env(&[
             ("APP_DATABASE__PASSWORD", "hunter2"),

@@ -332,3 +332,32 @@ fn print_sql_refuses_a_terminal_with_54() {
         output_text(&out)
     );
 }
+
+#[test]
+fn wait_db_proves_both_logins_and_names_the_one_that_fails() {
+    let db = Cluster::shared().create_db();
+    let roles = Roles::new();
+    let sealed = roles.seal(0, 0);
+    assert!(roles.db_roles(&db, &[]).status.success());
+    let wait = |sealed: &Sealed| {
+        let mut cmd = crate::support::app();
+        cmd.args(["wait-db", "--timeout", "2s", "--max-backoff", "200ms"])
+            .envs(roles.login_env(&db, sealed));
+        run(&mut cmd, None, Duration::from_secs(30))
+    };
+    let out = wait(&sealed);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let wrong = Sealed {
+        migrate_password: "not the sealed one".into(),
+        ..sealed.clone()
+    };
+    let out = wait(&wrong);
+    assert_exit(
+        &out,
+        4,
+        &[
+            &format!("{}@127.0.0.1", sealed.migrate_user),
+            "authentication failed",
+        ],
+    );
+}
