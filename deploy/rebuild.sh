@@ -183,14 +183,22 @@ bootstrap_dev_secrets() {
         trap 'exit 130' INT
         trap 'exit 143' TERM
         umask 077
+        random_base64 24 >"$secrets_dir/postgres"
         random_base64 24 >"$secrets_dir/db"
+        random_base64 24 >"$secrets_dir/migrate"
         random_base64 48 >"$secrets_dir/jwt"
-        # POSTGRES_PASSWORD is what the postgres image initialises the database with; it
-        # must equal DATABASE_PASSWORD, the app's.
+        printf discbaboons_app_a >"$secrets_dir/db_user"
+        printf discbaboons_migrate_a >"$secrets_dir/migrate_user"
+        # Each role its own password (docs/secrets.md, "Database roles"): POSTGRES_PASSWORD is
+        # the superuser's, which the postgres image initialises the database with and no pod
+        # uses; the two logins are created by `app db roles` once postgres is up.
         "$app" seal set "$sealed" \
             --context "$NAMESPACE/dev" -r "$recipient" \
+            --from-file "POSTGRES_PASSWORD=$secrets_dir/postgres" \
+            --from-file "DATABASE_USER=$secrets_dir/db_user" \
             --from-file "DATABASE_PASSWORD=$secrets_dir/db" \
-            --from-file "POSTGRES_PASSWORD=$secrets_dir/db" \
+            --from-file "MIGRATE_DATABASE_USER=$secrets_dir/migrate_user" \
+            --from-file "MIGRATE_DATABASE_PASSWORD=$secrets_dir/migrate" \
             --from-file "JWT_SECRET=$secrets_dir/jwt"
         rm -rf "$secrets_dir"
         trap - EXIT HUP INT TERM
@@ -235,6 +243,19 @@ warn_seed_names() {
     done
 }
 
+# The database's roles, made to match the sealed file over the postgres pod's local socket
+# (docs/secrets.md, "Database roles"). Idempotent, so every dev run; the SQL holds password
+# verifiers only. In two steps, so that a failure of the first stops the script.
+dev_roles() {
+    log "creating or updating the database roles (app db roles)"
+    # --createdb: the restore drill's scratch database (docs/backups.md).
+    roles_sql=$("$app" db roles -f "$sealed" -i "$identity" --createdb --print-sql) \
+        || die "app db roles could not read $sealed with $identity"
+    printf '%s\n' "$roles_sql" | kube -n "$NAMESPACE" exec -i statefulset/postgres -c postgres -- \
+        psql -v ON_ERROR_STOP=1 -q -U postgres -d discbaboons_db >/dev/null \
+        || die "psql refused the roles' SQL (a volume initialised before the roles? see docs/secrets.md)"
+}
+
 rollout() {
     warn_seed_names
     log "applying deploy/overlays/$env_name"
@@ -242,6 +263,9 @@ rollout() {
     # The image tag does not change between builds: restart so the pods run the new image.
     kube -n "$NAMESPACE" rollout restart deployment/app
     kube -n "$NAMESPACE" rollout status statefulset/postgres --timeout "$timeout"
+    if [ "$env_name" = dev ]; then
+        dev_roles
+    fi
     kube -n "$NAMESPACE" rollout status deployment/app --timeout "$timeout"
     kube -n "$NAMESPACE" get pods -o wide
 }

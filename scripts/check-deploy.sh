@@ -476,6 +476,7 @@ case "\$*" in
     *"create secret generic"*) echo "kind: Secret" ;;
     *"get namespace ingress-nginx"*) exit 1 ;;
     *"-f -"*) cat >/dev/null ;;
+    *"exec -i statefulset/postgres"*) cat >"$work/roles-$shell.sql" ;;
 esac
 exit 0
 EOF
@@ -498,9 +499,18 @@ EOF
     [ -z "$(ls -A "$tmp")" ] || { echo "rebuild.sh dev left plaintext behind in \$TMPDIR:"; ls -lA "$tmp"; return 1; }
     [ "$(stat -c %a "$identity")" = 600 ] || { echo "dev identity missing or not 0600"; return 1; }
     "$app" seal verify "$sealed" -i "$identity" >/dev/null 2>&1 || { echo "dev sealed file does not open with the dev identity"; return 1; }
-    [ "$("$app" seal get "$sealed" DATABASE_PASSWORD -i "$identity" 2>/dev/null)" = \
-        "$("$app" seal get "$sealed" POSTGRES_PASSWORD -i "$identity" 2>/dev/null)" ] \
-        || { echo "dev DATABASE_PASSWORD and POSTGRES_PASSWORD differ"; return 1; }
+    # Each role its own password: the superuser's is not the app's, nor migrate's.
+    local pw_pg pw_db pw_mig
+    pw_pg=$("$app" seal get "$sealed" POSTGRES_PASSWORD -i "$identity" 2>/dev/null)
+    pw_db=$("$app" seal get "$sealed" DATABASE_PASSWORD -i "$identity" 2>/dev/null)
+    pw_mig=$("$app" seal get "$sealed" MIGRATE_DATABASE_PASSWORD -i "$identity" 2>/dev/null)
+    if [ -z "$pw_pg" ] || [ "$pw_pg" = "$pw_db" ] || [ "$pw_pg" = "$pw_mig" ] || [ "$pw_db" = "$pw_mig" ]; then
+        echo "dev POSTGRES_PASSWORD, DATABASE_PASSWORD and MIGRATE_DATABASE_PASSWORD are not three values"; return 1
+    fi
+    [ "$("$app" seal get "$sealed" DATABASE_USER -i "$identity" 2>/dev/null)" = discbaboons_app_a ] \
+        || { echo "dev DATABASE_USER is not discbaboons_app_a"; return 1; }
+    [ "$("$app" seal get "$sealed" MIGRATE_DATABASE_USER -i "$identity" 2>/dev/null)" = discbaboons_migrate_a ] \
+        || { echo "dev MIGRATE_DATABASE_USER is not discbaboons_migrate_a"; return 1; }
     # 24 and 48 random bytes in base64, on one line.
     [ "$("$app" seal get "$sealed" DATABASE_PASSWORD -i "$identity" 2>/dev/null | wc -c)" -eq 32 ] \
         || { echo "dev DATABASE_PASSWORD is not 32 base64 characters"; return 1; }
@@ -512,6 +522,17 @@ EOF
     called "kind load docker-image discbaboons-app:dev --name discbaboons-learning" || return 1
     called "kubectl --context kind-discbaboons-learning -n discbaboons create secret generic app-age-identity" || return 1
     called "kubectl --context kind-discbaboons-learning apply -k $repo/deploy/overlays/dev" || return 1
+    # The roles, over the postgres pod's socket, after postgres and before the app's rollout.
+    called "-n discbaboons exec -i statefulset/postgres -c postgres -- psql -v ON_ERROR_STOP=1 -q -U postgres -d discbaboons_db" || return 1
+    if [ "$(grep -n 'exec -i statefulset/postgres' "$calls" | head -n 1 | cut -d: -f1)" -gt \
+        "$(grep -n 'rollout status deployment/app' "$calls" | head -n 1 | cut -d: -f1)" ]; then
+        echo "rebuild.sh dev waited for the app before creating the roles"; return 1
+    fi
+    if ! grep -q 'grant "discbaboons_runtime" to "discbaboons_app_a"' "$work/roles-$shell.sql" \
+        || grep -qF -- "$pw_db" "$work/roles-$shell.sql"; then
+        echo "the roles' SQL does not make discbaboons_app_a a runtime login, or holds its password:"
+        cat "$work/roles-$shell.sql"; return 1
+    fi
     called "rollout status deployment/app" || return 1
 
     # dev, second run: the sealed file opens, so it stays byte-identical.

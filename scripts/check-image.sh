@@ -119,20 +119,20 @@ code=$(pm inspect "$ctr" --format '{{.State.ExitCode}}')
 expect "serve's exit code after SIGTERM" "$code" 0
 
 log "each overlay's app pod under podman kube play (scripts/podman/kube_play.py)"
-# The rendered pods log in as the rendered user to the rendered database, with the password
-# the resealed file carries; a fresh database for each overlay.
+# A fresh database for each overlay, owned by the superuser as the postgres image makes it;
+# kube_play.py gives it the roles from the resealed file (`app db roles --print-sql | psql`),
+# and the rendered pods log in as the sealed logins.
 # SQL on stdin: psql interpolates :"name" and :'name' there, not in -c.
 psql_pg() { "$PG_BIN/psql" -v ON_ERROR_STOP=1 -qAt -d postgres "$@" >/dev/null; }
 host_app=${CARGO_TARGET_DIR:-target}/debug/app
 [ -x "$host_app" ] || cargo build --locked --bin app >&2
-user=$(kubectl_render_value APP_DATABASE__USER)
 db=$(kubectl_render_value APP_DATABASE__NAME)
-psql_pg -v user="$user" -v pw="$(cat "$work/pg/pw")" <<<"create role :\"user\" login password :'pw';"
 pods=()
 for overlay in dev prod; do
-    psql_pg -v db="$db" -v user="$user" <<<"drop database if exists :\"db\"; create database :\"db\" owner :\"user\";"
+    psql_pg -v db="$db" <<<"drop database if exists :\"db\"; create database :\"db\";"
     line=$(.venv/bin/python3 scripts/podman/kube_play.py "$overlay" --image "$image" --app "$host_app" \
         --pg-port "$APP_DATABASE__PORT" --db-password-file "$work/pg/pw" --work "$work/kube" \
+        --psql "$PG_BIN/psql" \
         --podman "podman --root $work/storage --runroot $work/run") || fail "the $overlay pod under podman kube play"
     echo "$line"
     pods+=("$overlay")

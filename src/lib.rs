@@ -20,6 +20,8 @@ pub(crate) mod db;
 pub(crate) mod domain;
 /// Embedded, Flyway-compatible schema migrations that many replicas can run at once.
 pub mod migrate;
+/// Database roles: the NOLOGIN owner and runtime roles, login pairs that rotate, grants.
+pub(crate) mod roles;
 /// Sealed secrets: age-encrypted values in git, decrypted in memory in the pod.
 pub mod secrets;
 /// The HTTP server: routes, middleware, metrics listener, graceful shutdown.

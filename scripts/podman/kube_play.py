@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Runs an overlay's app pod under `podman kube play`, as rendered, for scripts/check-image.sh.
 
-    kube_play.py OVERLAY --image IMG --app HOST_APP --pg-port N --db-password-file F --work DIR
+    kube_play.py OVERLAY --image IMG --app HOST_APP --pg-port N --db-password-file F --work DIR \
+        --psql PSQL
+
+Before the pod, the database gets its roles as a first deploy makes them: `app db roles
+--print-sql` from the resealed file, piped into PSQL (libpq's PG* environment: the throwaway
+PostgreSQL's superuser) on the rendered database; the pods then log in as the sealed logins.
 
 Renders deploy/overlays/OVERLAY with kubectl (kustomize) and turns the app Deployment's pod
 template into one Pod that podman runs for real: init containers in order (wait-db, then
@@ -104,13 +109,19 @@ class Seal:
         if not self.recipient.startswith("age1"):
             fail(f"app seal keygen printed {self.recipient!r}, not a recipient")
 
+    # The logins, as `deploy/rebuild.sh dev` seals them; every password but the API's random.
+    VALUES = {"DATABASE_USER": "discbaboons_app_a", "MIGRATE_DATABASE_USER": "discbaboons_migrate_a"}
+
+    def resealed(self, context):
+        return self.dir / f"{context.replace('/', '_')}.yaml"
+
     def reseal(self, committed):
         doc = yaml.safe_load(committed)
         context, keys = doc["context"], list(doc["values"])
-        out_path = self.dir / f"{context.replace('/', '_')}.yaml"
+        out_path = self.resealed(context)
         cmd = [self.app, "seal", "set", str(out_path), "--context", context, "-r", self.recipient]
         for key in keys:
-            value = self.db_password if key in ("DATABASE_PASSWORD", "POSTGRES_PASSWORD") else secrets.token_urlsafe(36)
+            value = self.VALUES.get(key) or (self.db_password if key == "DATABASE_PASSWORD" else secrets.token_urlsafe(36))
             path = self.dir / f"value-{key}"
             path.write_text(value)
             path.chmod(0o600)
@@ -220,6 +231,24 @@ def http_status(port, path):
         return None
 
 
+def create_roles(args, seal, docs):
+    """`app db roles --print-sql | psql`, as the first deploy runs it."""
+    # app-config, by its content (kustomize appends a hash to the name).
+    data = next(d["data"] for d in docs if d["kind"] == "ConfigMap" and "APP_DATABASE__NAME" in d.get("data", {}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    for key in ("APP_MIGRATE__OWNER_ROLE", "APP_MIGRATE__RUNTIME_ROLE"):
+        env[key] = data[key]
+    sql = subprocess.run(
+        [args.app, "db", "roles", "--print-sql", "-f", str(seal.resealed(data["APP_SEALED__CONTEXT"])),
+         "-i", str(seal.identity)], capture_output=True, text=True, env=env, check=False)
+    if sql.returncode != 0:
+        fail(f"app db roles: {sql.stderr}")
+    out = subprocess.run([args.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", data["APP_DATABASE__NAME"]],
+                         input=sql.stdout, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        fail(f"psql of the roles' SQL: {out.stderr}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("overlay")
@@ -228,6 +257,7 @@ def main():
     p.add_argument("--pg-port", type=int, required=True)
     p.add_argument("--db-password-file", required=True)
     p.add_argument("--work", required=True)
+    p.add_argument("--psql", required=True, help="psql, to create the roles as the superuser")
     p.add_argument("--podman", default="podman", help="the podman command (split on spaces)")
     args = p.parse_args()
     podman = args.podman.split()
@@ -237,6 +267,7 @@ def main():
     docs = render(args.overlay)
     seal = Seal(args.app, work, Path(args.db_password_file).read_text())
     objects, ports, spec = substitute(docs, args, seal, work)
+    create_roles(args, seal, docs)
     kube_file = work / "pod.yaml"
     kube_file.write_text(yaml.safe_dump_all(objects, sort_keys=False))
     pod = f"app-{args.overlay}"

@@ -14,6 +14,7 @@ use crate::backup::BackupError;
 use crate::config::ConfigError;
 use crate::db::{NotReady, WaitError};
 use crate::migrate::MigrateError;
+use crate::roles::RolesError;
 use crate::secrets::{SealedError, ValueError};
 use crate::server::StartError;
 use crate::telemetry::TelemetryError;
@@ -87,12 +88,26 @@ pub enum ExitCode {
     /// The restore drill restored a backup that differs from its manifest, or fails
     /// `migrate validate`.
     RestoreDrillFailed = 44,
+
+    /// `db roles`: unusable input: a sealed key it needs is missing, a role name is invalid
+    /// or clashes with another, or `--adopt-from` names no role.
+    RolesInput = 50,
+    /// `migrate`'s login may not `set role` to `migrate.owner_role` (not a member, or no such
+    /// role): run `app db roles`.
+    RolesNotMember = 51,
+    /// `db roles retire` refused: the sealed file still names that login, or it is no login
+    /// of a pair (a group role, a superuser, no such role).
+    RolesRetireRefused = 52,
+    /// The admin login of `db roles` may not create roles or grant.
+    RolesAdminPrivilege = 53,
+    /// `db roles --print-sql` refused to print password verifiers to a terminal.
+    RolesTerminal = 54,
 }
 
 impl ExitCode {
     /// Every exit code, in numeric order. The test `all_lists_every_variant` matches on the
     /// enum exhaustively, so a new variant does not compile until it is listed there and here.
-    pub const ALL: [ExitCode; 26] = [
+    pub const ALL: [ExitCode; 31] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -119,6 +134,11 @@ impl ExitCode {
         ExitCode::BackupCorrupt,
         ExitCode::BackupNotFound,
         ExitCode::RestoreDrillFailed,
+        ExitCode::RolesInput,
+        ExitCode::RolesNotMember,
+        ExitCode::RolesRetireRefused,
+        ExitCode::RolesAdminPrivilege,
+        ExitCode::RolesTerminal,
     ];
 
     /// The numeric code handed to the operating system.
@@ -283,6 +303,25 @@ impl From<&BackupError> for ExitCode {
     }
 }
 
+impl From<&RolesError> for ExitCode {
+    fn from(err: &RolesError) -> Self {
+        match err {
+            RolesError::BadName { .. }
+            | RolesError::Missing { .. }
+            | RolesError::Clash { .. }
+            | RolesError::NoSuchRole { .. } => ExitCode::RolesInput,
+            RolesError::NotMember { .. } => ExitCode::RolesNotMember,
+            RolesError::RetireRefused { .. } => ExitCode::RolesRetireRefused,
+            RolesError::AdminPrivilege { .. } => ExitCode::RolesAdminPrivilege,
+            RolesError::Terminal => ExitCode::RolesTerminal,
+            RolesError::Database(e) if crate::db::is_unavailable(e) => {
+                ExitCode::DatabaseUnavailable
+            }
+            RolesError::Database(_) => ExitCode::Failure,
+        }
+    }
+}
+
 /// An error that carries its exit code explicitly, for CLI code with no library error to wrap.
 #[derive(Debug)]
 pub struct Coded {
@@ -341,6 +380,7 @@ fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
         ValueError,
         MigrateError,
         BackupError,
+        RolesError,
     );
     None
 }
@@ -415,6 +455,7 @@ mod tests {
                 .into(),
                 ExitCode::BackupNoSpace,
             ),
+            (RolesError::Terminal.into(), ExitCode::RolesTerminal),
         ];
         for (err, code) in errors {
             let err = err.context("while testing");
@@ -455,6 +496,11 @@ mod tests {
                 ExitCode::BackupCorrupt => 23,
                 ExitCode::BackupNotFound => 24,
                 ExitCode::RestoreDrillFailed => 25,
+                ExitCode::RolesInput => 26,
+                ExitCode::RolesNotMember => 27,
+                ExitCode::RolesRetireRefused => 28,
+                ExitCode::RolesAdminPrivilege => 29,
+                ExitCode::RolesTerminal => 30,
             };
             assert_eq!(position, index, "{code:?} is out of place in ExitCode::ALL");
         }

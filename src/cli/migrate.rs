@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::Settings;
 use crate::migrate::{self, Line, MigrateOptions, Migrations, Report};
+use crate::roles;
 
 pub(super) const EXAMPLES: &str = "\
 Examples:
@@ -47,7 +48,11 @@ each migration is applied exactly once, with its flyway_schema_history row, in o
 transaction. Exit codes: 10 validation, 11 a migration failed (rolled back), 12 lock timeout,
 14 a failed migration in the history, 15 an unusable migration file (or an unknown
 ${placeholder}), 16 the live schema differs from what the migrations build (adoption
-refused).";
+refused), 51 the login may not `set role` to migrate.owner_role (run `app db roles`).
+
+With migrate.user / migrate.password (the sealed MIGRATE_DATABASE_USER / _PASSWORD) it logs
+in as that login; with migrate.owner_role it works as that role, so every object it creates
+is the owner's; with migrate.runtime_role it then grants that role the API's privileges.";
 
 /// Options of `app migrate`.
 #[derive(Debug, clap::Args)]
@@ -165,7 +170,16 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         Some(flag) => migrate::IgnorePatterns::parse(&[flag])?,
         None => migrate::IgnorePatterns::parse(&settings.migrate.ignore_migration_patterns)?,
     };
-    let mut conn = crate::db::connect(&settings.database).await?;
+    let mut conn = crate::db::connect(&settings.migrate_database()).await?;
+    let owner = role_setting(settings.migrate.owner_role.as_deref(), "migrate.owner_role")?;
+    if let Some(owner) = &owner {
+        roles::session::assume_owner(&mut conn, owner).await?;
+    }
+    let runtime_grants = role_setting(
+        settings.migrate.runtime_role.as_deref(),
+        "migrate.runtime_role",
+    )?
+    .map(|runtime| migrate::RuntimeGrants { owner, runtime });
     match args.action {
         None => {
             let target = parse_target(args.target.as_deref())?;
@@ -180,6 +194,7 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                 out_of_order: args.out_of_order || settings.migrate.out_of_order,
                 ignore_patterns,
                 placeholders,
+                runtime_grants,
             };
             let report = migrate::migrate(&mut conn, &migrations, &opts).await?;
             if opts.dry_run {
@@ -238,6 +253,11 @@ pub(super) async fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
     // The lock is already released; closing says goodbye to the server politely.
     let _ = sqlx::Connection::close(conn).await;
     Ok(())
+}
+
+/// A role named by a setting, checked.
+fn role_setting(value: Option<&str>, key: &str) -> anyhow::Result<Option<roles::RoleName>> {
+    Ok(value.map(|v| roles::RoleName::parse(v, key)).transpose()?)
 }
 
 fn repair_options(

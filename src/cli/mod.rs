@@ -6,6 +6,7 @@
 
 mod backup;
 mod config;
+mod db;
 pub mod exit;
 mod healthcheck;
 mod migrate;
@@ -63,6 +64,9 @@ pub(crate) enum Command {
     /// Age-encrypted secrets in git: keygen, set, rm, list, verify, rekey, get, open.
     #[command(after_help = seal::EXAMPLES)]
     Seal(seal::Args),
+    /// Database roles: the owner, runtime and login roles (`roles`), and retiring a login
+    /// after a rotation (`roles retire`).
+    Db(db::Args),
     /// Encrypted database backups: create, list, prune, verify, open, drill.
     #[command(after_help = backup::EXAMPLES)]
     Backup(backup::Args),
@@ -82,6 +86,7 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
             configured(config, async |s| backup::run_configured(args, s).await)
         }
         Command::Backup(args) => standalone(|| backup::run_standalone(args)),
+        Command::Db(args) => configured(config, async |s| db::run(args, s).await),
         Command::WaitDb(args) => configured(config, async |s| wait_db::run(args, s).await),
         Command::Migrate(args) => configured(config, async |s| migrate::run(args, s).await),
         Command::Config(args) => configured(config, async |s| config::run(args, s).await),

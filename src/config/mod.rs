@@ -326,6 +326,34 @@ pub struct MigrateSettings {
     /// Custom placeholder values, `${name}` -> value (Flyway's placeholders).
     #[serde(default)]
     pub placeholders: BTreeMap<String, String>,
+    /// The login `migrate` connects as (`MIGRATE_DATABASE_USER` in the sealed file), so that
+    /// the API's login needs no DDL; none: `database.user`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The password of `migrate.user` (`MIGRATE_DATABASE_PASSWORD` in the sealed file).
+    #[serde(default, serialize_with = "redact")]
+    pub password: Option<SecretString>,
+    /// The NOLOGIN role `migrate` works as (`set role`), so that every object it creates is
+    /// owned by that role whichever login of the pair ran it; none: the login itself.
+    #[serde(default)]
+    pub owner_role: Option<String>,
+    /// The role `serve`'s logins belong to; `migrate` (re)grants it the API's privileges on
+    /// every table and sequence, and the default privileges for tables to come.
+    #[serde(default)]
+    pub runtime_role: Option<String>,
+}
+
+impl Settings {
+    /// The connection `migrate` uses: `database.*`, with `migrate.user` and
+    /// `migrate.password` in place of the API's login when they are set.
+    pub(crate) fn migrate_database(&self) -> DatabaseSettings {
+        let mut database = self.database.clone();
+        if let Some(user) = &self.migrate.user {
+            database.user = Some(user.clone());
+            database.password = self.migrate.password.clone();
+        }
+        database
+    }
 }
 
 /// An optional RFC 3339 time, with an error that says what is expected.
@@ -426,6 +454,10 @@ impl Default for Settings {
                 ignore_migration_patterns: default_ignore_patterns(),
                 placeholder_replacement: true,
                 placeholders: BTreeMap::new(),
+                user: None,
+                password: None,
+                owner_role: None,
+                runtime_role: None,
             },
             loaded_secrets: Vec::new(),
         }
@@ -446,6 +478,8 @@ pub(crate) const SEALED_KEYS: &[(&str, &str)] = &[
     ("DATABASE_USER", "database.user"),
     ("JWT_PREVIOUS_SECRET", "jwt.previous_secret"),
     ("JWT_SECRET", "jwt.secret"),
+    ("MIGRATE_DATABASE_PASSWORD", "migrate.password"),
+    ("MIGRATE_DATABASE_USER", "migrate.user"),
 ];
 
 /// Sealed keys meant for other containers of the pod (`app seal open` hands them over), so
@@ -540,6 +574,15 @@ impl Settings {
     /// Checks what types alone cannot: the database options build, the log filter parses.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.database.connect_options()?;
+        if self.migrate.user.is_some() != self.migrate.password.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "migrate.user".into(),
+                reason: "migrate.user and migrate.password go together (the sealed \
+                         MIGRATE_DATABASE_USER and MIGRATE_DATABASE_PASSWORD): set both, or \
+                         neither to migrate as database.user"
+                    .into(),
+            });
+        }
         crate::telemetry::parse_filter(&self.log.level)?;
         let at_least_one = [
             ("database.pool_max", self.database.pool_max as u64),
@@ -807,6 +850,28 @@ mod tests {
             msg.contains("jwt.previous_until") && msg.contains("RFC 3339"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn migrate_logs_in_as_its_own_login_when_both_halves_are_set() {
+        let s = load_env(&[
+            ("APP_DATABASE__USER", "api_a"),
+            ("APP_DATABASE__PASSWORD", "api-pw"),
+            ("APP_MIGRATE__USER", "mig_a"),
+            ("APP_MIGRATE__PASSWORD", "mig-hunter5"),
+            ("APP_MIGRATE__OWNER_ROLE", "owner"),
+        ])
+        .unwrap();
+        let db = s.migrate_database();
+        assert_eq!(db.user.as_deref(), Some("mig_a"));
+        assert_eq!(db.password.unwrap().expose(), "mig-hunter5");
+        assert_eq!(s.database.user.as_deref(), Some("api_a"));
+        assert_eq!(s.migrate.owner_role.as_deref(), Some("owner"));
+        assert!(!s.to_redacted_toml().contains("hunter5"));
+        let unset = load_env(&[("APP_DATABASE__USER", "api_a")]).unwrap();
+        assert_eq!(unset.migrate_database().user.as_deref(), Some("api_a"));
+        let err = load_env(&[("APP_MIGRATE__USER", "mig_a")]).unwrap_err();
+        assert!(format!("{err:#}").contains("migrate.password"), "{err:#}");
     }
 
     #[test]

@@ -252,7 +252,7 @@ pub(super) async fn insert(
     let sql = format!(
         "insert into {table} (installed_rank, version, description, type, script, checksum,
                               installed_by, execution_time, success)
-         select coalesce(max(installed_rank), 0) + 1, $1, $2, $3, $4, $5, current_user, $6, $7
+         select coalesce(max(installed_rank), 0) + 1, $1, $2, $3, $4, $5, session_user, $6, $7
            from {table}"
     );
     sqlx::query(AssertSqlSafe(sql))

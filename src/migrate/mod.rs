@@ -120,6 +120,17 @@ pub struct MigrateOptions {
     pub ignore_patterns: IgnorePatterns,
     /// `${name}` values, and whether to replace them (Flyway's placeholders).
     pub placeholders: Placeholders,
+    /// Grant the runtime role its privileges after applying, under the lock (concurrent
+    /// `grant`s on one table can fail with "tuple concurrently updated").
+    pub runtime_grants: Option<RuntimeGrants>,
+}
+
+/// Who gets the API's privileges after `migrate` (`migrate.runtime_role`), and whose future
+/// objects the default privileges are about (`migrate.owner_role`; none: the login's).
+#[derive(Debug, Clone)]
+pub struct RuntimeGrants {
+    pub(crate) owner: Option<crate::roles::RoleName>,
+    pub(crate) runtime: crate::roles::RoleName,
 }
 
 /// What [`migrate`] did (or, in a dry run, would do).
@@ -159,8 +170,9 @@ pub async fn migrate(
         return prepare(conn, &schema, migrations, opts).await;
     }
     // With callbacks, every run takes the lock: Flyway runs beforeMigrate and afterMigrate on
-    // each migrate, pending work or not.
+    // each migrate, pending work or not. So do the runtime grants (a few ms under the lock).
     if migrations.callbacks().is_empty()
+        && opts.runtime_grants.is_none()
         && let Some(report) = up_to_date(conn, &schema, migrations, opts).await?
     {
         return Ok(report);
@@ -168,7 +180,20 @@ pub async fn migrate(
     let key = flyway_key(&history::qualified(&schema));
     tracing::debug!(schema, key, "taking the migration lock");
     let lock = lock::Lock::acquire(conn, key, opts.lock_timeout).await?;
-    let result = with_callbacks(conn, &schema, migrations, opts, server).await;
+    let mut result = with_callbacks(conn, &schema, migrations, opts, server).await;
+    if let (Ok(_), Some(grants)) = (&result, &opts.runtime_grants) {
+        let granted = crate::roles::session::grant_runtime(
+            conn,
+            &schema,
+            grants.owner.as_ref(),
+            &grants.runtime,
+        )
+        .await;
+        match granted {
+            Ok(()) => tracing::info!(schema, role = %grants.runtime, "granted the runtime role"),
+            Err(e) => result = Err(e.into()),
+        }
+    }
     if let Err(e) = lock.release(conn).await {
         // The session is gone with its lock, or will be when this process exits.
         tracing::warn!(error = %e, "could not release the migration lock explicitly");
@@ -365,7 +390,7 @@ async fn builtins(
 ) -> Result<placeholder::Builtins, MigrateError> {
     // language=PostgreSQL
     let (user, database): (String, String) =
-        sqlx::query_as("select current_user::text, current_database()::text")
+        sqlx::query_as("select session_user::text, current_database()::text")
             .fetch_one(&mut *conn)
             .await?;
     Ok(placeholder::Builtins {

@@ -36,10 +36,8 @@ pub(super) fn simulate(docs: &[Value], seal: &TestSeal, overlay: &str, cluster: 
         "{overlay}: the backup Job left no complete backup:\n{text}"
     );
 
-    // The drill creates its scratch database: the postgres image makes POSTGRES_USER the
-    // superuser; here the app's role gets only what the drill needs.
-    let user = backup.env(backup.container("backup"))["APP_DATABASE__USER"].clone();
-    cluster.psql("postgres", &format!("alter role {user} createdb"));
+    // The drill creates its scratch database as the API's login: `app db roles --createdb`
+    // (main.rs) let it, and nothing more.
     let drill = Pod::new(docs, "CronJob", "restore-drill", seal);
     let outputs = run_job(&drill, overlay, cluster, &[(dir, backup_dir(&drill))]);
     let text = outputs_text(&outputs);

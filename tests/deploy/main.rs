@@ -14,8 +14,10 @@
 //! 3. runs the app Deployment's init containers in order, each to exit 0, then its main
 //!    container, with the command and args as rendered (no `command` is the image's
 //!    ENTRYPOINT, no `args` its CMD, both read from the Dockerfile: `/app` is this binary),
-//!    against a throwaway PostgreSQL that has the rendered user and database and the sealed
-//!    password;
+//!    against a throwaway PostgreSQL that has the rendered database and the roles
+//!    `app db roles --print-sql` makes from the sealed file, piped into `psql` as the first
+//!    deploy does (`deploy/rebuild.sh`): the pods log in as the sealed logins, never as a
+//!    superuser;
 //! 4. asserts the startup, readiness and liveness probe paths answer 200, the Dockerfile's
 //!    HEALTHCHECK command succeeds in the same environment, and SIGTERM ends `serve` with
 //!    exit 0 within `terminationGracePeriodSeconds`.
@@ -27,7 +29,8 @@
 //! app's uid could not read in the cluster cannot be read here either.
 //!
 //! The PostgreSQL StatefulSet's `open-secrets` init container runs too: the file it writes
-//! must be the postgres container's `POSTGRES_PASSWORD_FILE` and hold the app's password.
+//! must be the postgres container's `POSTGRES_PASSWORD_FILE` and hold the superuser's own
+//! password, not the app's.
 //!
 //! Then the backup CronJob's pod and the restore drill's pod run on the same database
 //! (`backup.rs`): pg_dump and `app backup create` meet through the rendered FIFO, a complete
@@ -72,6 +75,13 @@ const APP: &str = env!("CARGO_BIN_EXE_app");
 /// The database password of the simulation: every character the seed's URL-encoding lesson
 /// was about.
 const DB_PASSWORD: &str = "sim p@ss:w/rd+=?&%#";
+/// The sealed POSTGRES_PASSWORD: the superuser's own, used by no pod.
+const PG_PASSWORD: &str = "sim superuser 'pw' of its own";
+/// The sealed MIGRATE_DATABASE_PASSWORD.
+const MIGRATE_PASSWORD: &str = "sim migrate p@ss";
+/// The sealed logins (`DATABASE_USER`, `MIGRATE_DATABASE_USER`), as `rebuild.sh dev` seals them.
+const APP_LOGIN: &str = "discbaboons_app_a";
+const MIGRATE_LOGIN: &str = "discbaboons_migrate_a";
 
 #[test]
 fn dev_overlay_pods_run_and_become_ready() {
@@ -92,8 +102,8 @@ fn simulate(overlay: &str) {
     let pg = Pod::new(&docs, "StatefulSet", "postgres", &seal);
     let postgres_password = pg.open_secrets();
     assert_eq!(
-        postgres_password, DB_PASSWORD,
-        "{overlay}: POSTGRES_PASSWORD_FILE must hold the app's DATABASE_PASSWORD"
+        postgres_password, PG_PASSWORD,
+        "{overlay}: POSTGRES_PASSWORD_FILE must hold the sealed POSTGRES_PASSWORD (the superuser's own)"
     );
 
     let app = Pod::new(&docs, "Deployment", "app", &seal);
@@ -213,9 +223,14 @@ impl TestSeal {
         }
     }
 
+    /// Where [`Self::reseal`] writes the file of `context`.
+    fn resealed(&self, context: &str) -> PathBuf {
+        self.dir.join(format!("{}.yaml", context.replace('/', "_")))
+    }
+
     /// A freshly sealed file with the context and key names of `committed`, a sealed file
-    /// taken from a rendered ConfigMap: the database passwords are [`DB_PASSWORD`], every
-    /// other key a random value.
+    /// taken from a rendered ConfigMap: the logins and passwords are the constants above,
+    /// every other key a random value.
     fn reseal(&self, committed: &str) -> String {
         let file: Value = serde_yaml_ng::from_str(committed).expect("the sealed file is YAML");
         let context = file["context"]
@@ -227,13 +242,20 @@ impl TestSeal {
             .keys()
             .map(str_of)
             .collect();
-        for needed in ["DATABASE_PASSWORD", "POSTGRES_PASSWORD", "JWT_SECRET"] {
+        for needed in [
+            "DATABASE_USER",
+            "DATABASE_PASSWORD",
+            "MIGRATE_DATABASE_USER",
+            "MIGRATE_DATABASE_PASSWORD",
+            "POSTGRES_PASSWORD",
+            "JWT_SECRET",
+        ] {
             assert!(
                 keys.iter().any(|k| k == needed),
                 "the committed sealed file ({context}) has no {needed}: keys {keys:?}"
             );
         }
-        let out_path = self.dir.join(format!("{}.yaml", context.replace('/', "_")));
+        let out_path = self.resealed(context);
         let _ = std::fs::remove_file(&out_path);
         let mut cmd = Command::new(APP);
         cmd.args(["seal", "set"]).arg(&out_path).args([
@@ -244,7 +266,11 @@ impl TestSeal {
         ]);
         for key in &keys {
             let value = match key.as_str() {
-                "DATABASE_PASSWORD" | "POSTGRES_PASSWORD" => DB_PASSWORD.to_owned(),
+                "DATABASE_PASSWORD" => DB_PASSWORD.to_owned(),
+                "POSTGRES_PASSWORD" => PG_PASSWORD.to_owned(),
+                "MIGRATE_DATABASE_PASSWORD" => MIGRATE_PASSWORD.to_owned(),
+                "DATABASE_USER" => APP_LOGIN.to_owned(),
+                "MIGRATE_DATABASE_USER" => MIGRATE_LOGIN.to_owned(),
                 _ => random_text(48),
             };
             let path = self.dir.join(format!("value-{key}"));
@@ -871,19 +897,44 @@ impl<'p, 'a> App<'p, 'a> {
         let pod = self.pod;
         let main = pod.container("app");
         let rendered = pod.env(main);
-        let user = rendered
-            .get("APP_DATABASE__USER")
-            .expect("the rendered env names the database user");
         let db = rendered
             .get("APP_DATABASE__NAME")
             .expect("the rendered env names the database");
-        let quoted = DB_PASSWORD.replace('\'', "''");
-        self.cluster.psql(
-            "postgres",
-            &format!("create role {user} login password '{quoted}'"),
+        assert_eq!(
+            rendered.get("APP_DATABASE__USER").map(String::as_str),
+            Some(APP_LOGIN),
+            "{}: the default login is the sealed DATABASE_USER's",
+            self.overlay
         );
+        // The database as the postgres image creates it (owned by the superuser), then the
+        // roles as the first deploy makes them: `app db roles --print-sql | psql`.
         self.cluster
-            .psql("postgres", &format!("create database {db} owner {user}"));
+            .psql("postgres", &format!("create database {db}"));
+        let context = rendered
+            .get("APP_SEALED__CONTEXT")
+            .expect("the overlay sets sealed.context");
+        let mut roles = Command::new(APP);
+        roles
+            .args(["db", "roles", "--createdb", "--print-sql", "-f"])
+            .arg(self.pod.seal.resealed(context))
+            .arg("-i")
+            .arg(&self.pod.seal.identity)
+            .env_clear();
+        for key in ["APP_MIGRATE__OWNER_ROLE", "APP_MIGRATE__RUNTIME_ROLE"] {
+            roles.env(key, &rendered[key]);
+        }
+        let out = run(&mut roles, None, Duration::from_secs(30));
+        assert!(out.status.success(), "app db roles: {}", output_text(&out));
+        let sql = String::from_utf8(out.stdout).unwrap();
+        assert!(!sql.contains(DB_PASSWORD) && !sql.contains(MIGRATE_PASSWORD));
+        let mut psql = self.cluster.psql_command(db);
+        psql.args(["-v", "ON_ERROR_STOP=1"]);
+        let out = run(&mut psql, Some(&sql), Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "psql of the roles: {}",
+            output_text(&out)
+        );
 
         let ports: BTreeMap<&str, u16> = [("http", free_port()), ("metrics", free_port())].into();
 
@@ -896,6 +947,19 @@ impl<'p, 'a> App<'p, 'a> {
             let container = pod.container(name);
             pod.run_init(name, &self.pod_env(container, &ports));
         }
+        // migrate logged in as the sealed login and worked as the owner role.
+        let owners = self.cluster.psql(
+            db,
+            "select string_agg(distinct tableowner, ',') || ' ' || \
+                    string_agg(distinct installed_by, ',') \
+               from pg_tables, flyway_schema_history where schemaname = 'public'",
+        );
+        assert_eq!(
+            owners,
+            format!("{} {MIGRATE_LOGIN}", rendered["APP_MIGRATE__OWNER_ROLE"]),
+            "{}",
+            self.overlay
+        );
 
         let env = self.pod_env(main, &ports);
         let log = tempfile::NamedTempFile::new().unwrap();

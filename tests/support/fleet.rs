@@ -1,6 +1,5 @@
-//! Three `app serve` replicas behind nginx, and the rollout a Deployment does to them: each
-//! replica in turn gets SIGTERM, leaves nginx's upstreams, drains, exits 0 and comes back
-//! (with the rollout's settings) on its port. Every wait is bounded.
+//! `app serve` replicas behind nginx, and the rollout a Deployment does to them with new
+//! settings: each replica in turn is replaced ([`Nginx::replace`]). Every wait is bounded.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -80,34 +79,15 @@ impl Fleet {
     /// Replaces every replica, one at a time, by one with `settings`, as a rollout with
     /// `maxUnavailable: 0` does; returns when each came back into nginx's upstreams.
     pub async fn roll(&mut self, db: &TestDb<'_>, settings: &Settings) -> Vec<Instant> {
-        let client = reqwest::Client::new();
         let mut back_at = Vec::new();
         for i in 0..self.replicas.len() {
-            // SIGTERM, and the endpoints controller takes the terminating pod out of the
-            // Service at once, which ingress-nginx applies, while the pod keeps serving for
-            // its grace period.
-            self.replicas[i].signal(libc::SIGTERM);
-            let others: Vec<u16> = self
-                .ports
-                .iter()
-                .copied()
-                .filter(|p| *p != self.ports[i])
-                .collect();
-            self.nginx.set_upstreams(&others);
-            let code = self.replicas[i].wait_exit(Duration::from_secs(20)).await;
-            assert_eq!(
-                code,
-                Some(0),
-                "replica {i}: {}",
-                self.replicas[i].log_text()
-            );
             let log = self.dir.join(format!("replica-{i}.log"));
-            self.replicas[i] = Served::replica(db, self.ports[i], &log, &as_pairs(settings));
-            self.replicas[i]
-                .wait_ready(&client, Duration::from_secs(30))
+            let port = self.ports[i];
+            self.nginx
+                .replace(&mut self.replicas[i], &self.ports, i, || {
+                    Served::replica(db, port, &log, &as_pairs(settings))
+                })
                 .await;
-            // Ready: back into the endpoints.
-            self.nginx.set_upstreams(&self.ports);
             back_at.push(Instant::now());
             // Let the new replica take traffic (and any passive-check penalty expire) before
             // the next one goes.

@@ -227,3 +227,49 @@ pub async fn sign_up(base: &str, tag: &str) -> (String, String) {
     let body: serde_json::Value = resp.json().await.unwrap();
     (username, body["token"].as_str().unwrap().to_owned())
 }
+
+/// The proofs' mix through a proxy: reads of every kind, an authenticated one, and a write
+/// (PATCH is not idempotent: nginx never retries it once sent); no argon2 work, which would
+/// only measure the two cores.
+pub fn api_mix(username: &str, token: &str, bio: &str) -> Vec<Call> {
+    vec![
+        Call::get(&format!("/api/users/{username}")),
+        Call::get("/api/users?limit=5"),
+        Call::get("/health"),
+        Call {
+            token: Some(token.to_owned()),
+            ..Call::get("/api/users/me")
+        },
+        Call {
+            method: reqwest::Method::PATCH,
+            path: "/api/users/me/profile".into(),
+            token: Some(token.to_owned()),
+            body: Some(serde_json::json!({ "bio": bio })),
+        },
+    ]
+}
+
+/// Fails the test unless the run sent enough requests (`at_least`) and none of them failed;
+/// returns how many were sent and prints `what` with the numbers.
+pub fn assert_none_failed(
+    samples: &[Sample],
+    started: Instant,
+    at_least: usize,
+    what: &str,
+    proxy_log: &str,
+) -> usize {
+    let failed = samples.iter().filter(|s| s.failed()).count();
+    let sent = samples.len();
+    println!(
+        "{what}: {sent} requests sent in {:.1?}, {failed} failed",
+        started.elapsed()
+    );
+    assert!(sent > at_least, "too little load to prove anything: {sent}");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {sent} requests failed:\n{}\nproxy error log:\n{proxy_log}",
+        describe_failures(samples, started),
+    );
+    sent
+}

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod load;
 pub mod nginx;
 pub mod pg;
+pub mod roles;
 pub mod serve;
 
 use std::io::{Read, Seek, Write};

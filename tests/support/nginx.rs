@@ -96,6 +96,28 @@ impl Nginx {
         nginx
     }
 
+    /// One replica's turn in a rollout, as Kubernetes replaces a pod: SIGTERM while it leaves
+    /// the upstreams (the endpoints controller), exit 0 after draining, `start` puts a new one
+    /// on its port, and once ready it is back in.
+    pub async fn replace(
+        &mut self,
+        replica: &mut super::Served,
+        ports: &[u16],
+        i: usize,
+        start: impl FnOnce() -> super::Served,
+    ) {
+        replica.signal(libc::SIGTERM);
+        let others: Vec<u16> = ports.iter().copied().filter(|p| *p != ports[i]).collect();
+        self.set_upstreams(&others);
+        let code = replica.wait_exit(Duration::from_secs(20)).await;
+        assert_eq!(code, Some(0), "replica {i}: {}", replica.log_text());
+        *replica = start();
+        replica
+            .wait_ready(&reqwest::Client::new(), Duration::from_secs(30))
+            .await;
+        self.set_upstreams(ports);
+    }
+
     /// Replaces the upstream servers, as ingress-nginx does when a Service's endpoints change
     /// (a terminating pod leaves them at once, a new one joins when ready): the configuration
     /// is rewritten and nginx reloaded (SIGHUP; old workers finish what they have in flight).

@@ -151,6 +151,7 @@ pub fn options(lock_timeout: Duration) -> app::migrate::MigrateOptions {
         out_of_order: false,
         ignore_patterns: Default::default(),
         placeholders: Default::default(),
+        runtime_grants: None,
     }
 }
 
