@@ -83,9 +83,11 @@ enum RolesAction {
 #[derive(Debug, clap::Args)]
 struct Common {
     /// The sealed file whose DATABASE_USER / DATABASE_PASSWORD (and MIGRATE_DATABASE_USER /
-    /// MIGRATE_DATABASE_PASSWORD) name the logins.
+    /// MIGRATE_DATABASE_PASSWORD) name the logins. Repeatable: the postgres pod's own file
+    /// (postgres.sealed.yaml) holds POSTGRES_PASSWORD for --superuser and
+    /// --admin-password-from.
     #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
-    file: Option<PathBuf>,
+    files: Vec<PathBuf>,
     /// Identity file (or a directory of them) that opens the sealed file. Repeatable.
     #[arg(short = 'i', long = "identity", value_name = "PATH", global = true)]
     identities: Vec<PathBuf>,
@@ -105,54 +107,74 @@ struct Common {
     schema: String,
 }
 
-/// The opened sealed file.
+/// The opened sealed files: the app's, and the postgres pod's own (POSTGRES_PASSWORD) when
+/// `--superuser` or `--admin-password-from` needs it.
 struct Sealed {
-    file: SealedFile,
-    path: PathBuf,
+    files: Vec<(PathBuf, SealedFile)>,
     identities: Identities,
 }
 
 impl Sealed {
     fn open(common: &Common) -> anyhow::Result<Sealed> {
-        let Some(path) = common.file.clone() else {
+        if common.files.is_empty() {
             bail!(coded(
                 ExitCode::Usage,
                 "give the sealed file that names the logins: -f deploy/overlays/<env>/secrets.sealed.yaml"
             ));
-        };
+        }
         if common.identities.is_empty() {
             bail!(coded(
                 ExitCode::Usage,
                 "give an identity that opens the sealed file: -i recovery.key"
             ));
         }
-        let file = SealedFile::read(&path)?;
+        let mut files = Vec::new();
+        for path in &common.files {
+            files.push((path.clone(), SealedFile::read(path)?));
+        }
         let identities = load_identities(&common.identities, Passphrase::Prompt, Exposed::Warn)?;
-        Ok(Sealed {
-            file,
-            path,
-            identities,
-        })
+        Ok(Sealed { files, identities })
     }
 
-    /// The value of `key`, or `None` when the file has no such key.
+    /// The first file, which names the logins (for messages).
+    fn path(&self) -> &std::path::Path {
+        &self.files[0].0
+    }
+
+    /// The files, for a message about a key none of them has.
+    fn names(&self) -> String {
+        self.files
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+
+    /// The value of `key`, or `None` when no file has such a key; a key in two files is
+    /// refused, since which one counts would be a guess.
     fn get(&self, key: &str) -> anyhow::Result<Option<SecretString>> {
-        if !self.file.values.contains_key(key) {
+        let mut holders = self.files.iter().filter(|(_, f)| f.values.contains_key(key));
+        let Some((path, file)) = holders.next() else {
             return Ok(None);
+        };
+        if let Some((other, _)) = holders.next() {
+            bail!(coded(
+                ExitCode::Usage,
+                format!(
+                    "{key} is in both {} and {}: keep it in one (`app seal rm` it from the other)",
+                    path.display(),
+                    other.display()
+                )
+            ));
         }
-        Ok(Some(secrets::open_one(
-            &self.file,
-            &self.path,
-            key,
-            &self.identities,
-        )?))
+        Ok(Some(secrets::open_one(file, path, key, &self.identities)?))
     }
 
     /// The value of `key`, which must be there.
     fn require(&self, key: &str) -> anyhow::Result<SecretString> {
         self.get(key)?.ok_or_else(|| {
             RolesError::Missing {
-                file: self.path.display().to_string(),
+                file: self.names(),
                 key: key.to_owned(),
             }
             .into()
@@ -172,7 +194,7 @@ impl Sealed {
         let app_name = self
             .role("DATABASE_USER")?
             .ok_or_else(|| RolesError::Missing {
-                file: self.path.display().to_string(),
+                file: self.names(),
                 key: "DATABASE_USER".into(),
             })?;
         let app = Login::new(app_name, self.require("DATABASE_PASSWORD")?.expose());
@@ -343,8 +365,8 @@ fn refuse_current(sealed: &Sealed, model: &Model, name: &RoleName) -> anyhow::Re
                     "{} names it as {key}, so the pods log in as it: seal the other login of \
                      the pair first (`app seal set {} {key} DATABASE_PASSWORD`), roll out, \
                      then retire this one",
-                    sealed.path.display(),
-                    sealed.path.display()
+                    sealed.path().display(),
+                    sealed.path().display()
                 ),
             });
         }
