@@ -10,7 +10,7 @@
 #     HEALTHCHECK passes, and `podman stop` (SIGTERM) ends it with exit 0;
 #   - the runbook's replacements for a shell, `podman exec`'d into that server: `/app config`
 #     (uid and gid, secrets redacted, the seed's variable names warned of), `/app healthcheck`,
-#     `/app wait-db --timeout 5s` (0; 5 with a wrong password; 4 with nothing listening).
+#     `/app wait-db --timeout 5s` (0; 4 naming the reason: a wrong password, nothing listening).
 # podman's storage lives in a temporary directory removed on exit; /etc is not touched
 # (CONTAINERS_CONF=scripts/podman/containers.conf). Needs root (podman with runc, as CI runs).
 set -euo pipefail
@@ -130,10 +130,16 @@ grep -q '^password = "<redacted>"' "$work/exec-config.log" || fail "/app config 
 ! grep -qF "$(cat "$work/pg/pw")" "$work/exec-config.log" || fail "/app config printed the database password"
 exec_app healthcheck 0 "$ctr" /app healthcheck
 exec_app wait-db 0 "$ctr" /app wait-db --timeout 5s
-# The two failures the runbook tells apart: credentials refused (5), nothing listening (4).
-exec_app wait-db-password 5 -e APP_DATABASE__PASSWORD=not-the-password "$ctr" /app wait-db --timeout 5s
+# The two failures the runbook tells apart, both exit 4 after the timeout, by the reason
+# wait-db logs: the credentials refused, nothing listening. Neither prints the password.
+exec_app wait-db-password 4 -e APP_DATABASE__PASSWORD=not-the-password "$ctr" /app wait-db --timeout 5s
+grep -q 'last reason: authentication failed' "$work/exec-wait-db-password.log" \
+    || { cat "$work/exec-wait-db-password.log" >&2; fail "wait-db with a wrong password does not say: authentication failed"; }
+! grep -q 'not-the-password' "$work/exec-wait-db-password.log" || fail "wait-db printed the password it was given"
 closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 exec_app wait-db-closed 4 -e APP_DATABASE__PORT="$closed" "$ctr" /app wait-db --timeout 5s
+grep -q 'last reason: connection refused' "$work/exec-wait-db-closed.log" \
+    || { cat "$work/exec-wait-db-closed.log" >&2; fail "wait-db against a closed port does not say: connection refused"; }
 exec_app healthcheck-closed 1 -e APP_HTTP__PORT="$closed" "$ctr" /app healthcheck
 # The seed's names, as its ConfigMap would set them: a warning naming ours, never silence.
 exec_app seed-names 0 -e NODE_ENV=production -e ENABLE_METRICS=true -e METRICS_PORT=9100 -e REQUEST_TIMEOUT=30000 \
