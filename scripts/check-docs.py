@@ -21,7 +21,8 @@ file (`set -eo pipefail`: a failing command fails the block), with:
   - the placeholders of the docs replaced: age1cluster... and age1newcluster... by the
     recipients of identities made for the run, age1recovery... by the recovery key's, read
     from ~/.config/discbaboons/recovery.key as the docs make it.
-CHECK_DOCS_VERBOSE=1 prints each file's run. Exits 1 naming the file and line of each block that failed or lacks a marker's reason.
+CHECK_DOCS_VERBOSE=1 prints each file's run. The binary's --help texts (every subcommand's) may name repository paths only if they exist.
+Exits 1 naming the file and line of each block that failed or lacks a marker's reason.
 """
 import os
 import pty
@@ -146,6 +147,24 @@ def run_file(path, runnable, env, cwd):
     return os.waitstatus_to_exitcode(status) == 0 and "check-docs: all blocks ran" in text, text
 
 
+def help_paths(app):
+    """Problems with the repository files the binary's --help examples name: each must exist
+    (a name with an extension; `deploy/app` is kubectl's, not a path)."""
+    def commands(args):
+        out = subprocess.run([app, *args, "--help"], capture_output=True, text=True, check=True).stdout
+        listed = out.split("Commands:", 1)[1].split("\n\n", 1)[0] if "Commands:" in out else ""
+        return out, [m.group(1) for m in re.finditer(r"^  ([a-z][a-z-]*) ", listed, re.M) if m.group(1) != "help"]
+    problems, todo = [], [[]]
+    while todo:
+        args = todo.pop()
+        out, subs = commands(args)
+        todo += [args + [sub] for sub in subs]
+        for path in sorted(set(re.findall(r"\b((?:deploy|docs|scripts|migrations)/[\w./-]*\.\w+)", out))):
+            if not os.path.exists(os.path.join(ROOT, path)):
+                problems.append(f"`app {' '.join(args)} --help` names {path}, which does not exist in the repository")
+    return problems
+
+
 def main():
     app = os.path.abspath(os.environ.get("APP_BIN") or os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "app"))
     if not os.access(app, os.X_OK):
@@ -153,7 +172,7 @@ def main():
     kubectl = shutil.which("kubectl")
     if not kubectl:
         sys.exit("check-docs: kubectl (for kubectl kustomize) is missing: run scripts/setup.sh")
-    problems, summary = [], []
+    problems, summary = help_paths(app), []
     for path in doc_files():
         runnable, illustrative, pending = [], 0, 0
         for line, heading, lang, body in blocks(path):
