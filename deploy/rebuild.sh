@@ -11,6 +11,11 @@
 #   deploy/rebuild.sh prod         the current kubectl context, after a confirmation
 #   deploy/rebuild.sh prod --yes   the same, without asking (CI)
 #
+# prod deploys releases: the image is pushed as IMAGE:<version>-<commit> (IMAGE from
+# deploy/overlays/prod/params.env) and the Deployment and CronJobs are pinned to its digest,
+# so `kubectl rollout undo deployment/app` returns to the previous release. It refuses a
+# working tree with uncommitted changes and the placeholders of params.env.
+#
 # Environment: APP_BIN (an `app` binary for the seal commands; default: cargo builds one),
 # DISCBABOONS_DEV_IDENTITY (dev's private key; default ~/.config/discbaboons/dev.identity),
 # ROLLOUT_TIMEOUT (default 300s).
@@ -24,6 +29,8 @@ readonly IDENTITY_SECRET=app-age-identity
 # The public key the committed sample sealed files are encrypted to. Its private key was
 # thrown away: a file still sealed to it is a placeholder, not your secrets.
 readonly SAMPLE_RECIPIENT=age1nm39qs4emd70h255y9mz2uatsqytgtuf65rsyrqpg4uw98ldcpdqgpqd6w
+# What a value of deploy/overlays/prod/params.env holds until its user sets it.
+readonly PLACEHOLDER=change-me
 
 usage() {
     cat <<'EOF'
@@ -32,9 +39,10 @@ usage: deploy/rebuild.sh dev|prod [--yes]
   dev    build the image, load it into the Kind cluster "discbaboons-learning" (created
          if missing), create the dev identity and sealed file on first run, apply
          deploy/overlays/dev and wait for the rollout
-  prod   build the image for linux/amd64 and push it under the name and tag set in
-         deploy/overlays/prod/kustomization.yaml, apply deploy/overlays/prod to the
-         current kubectl context and wait for the rollout; asks for confirmation first
+  prod   from a clean git checkout: build the image for linux/amd64, push it as
+         IMAGE:<version>-<commit> (IMAGE in deploy/overlays/prod/params.env), apply
+         deploy/overlays/prod pinned to the pushed digest to the current kubectl context
+         and wait for the rollout; asks for confirmation first
   --yes  deploy prod without asking
 
 Any other environment name is an error (exit 2).
@@ -256,12 +264,8 @@ dev_roles() {
         || die "psql refused the roles' SQL (a volume initialised before the roles? see docs/secrets.md)"
 }
 
-rollout() {
-    warn_seed_names
-    log "applying deploy/overlays/$env_name"
-    kube apply -k "$overlay"
-    # The image tag does not change between builds: restart so the pods run the new image.
-    kube -n "$NAMESPACE" rollout restart deployment/app
+# The rollout of what was just applied.
+wait_for_pods() {
     kube -n "$NAMESPACE" rollout status statefulset/postgres --timeout "$timeout"
     if [ "$env_name" = dev ]; then
         dev_roles
@@ -286,33 +290,143 @@ deploy_dev() {
     log "loading $DEV_IMAGE into Kind"
     kind load docker-image "$DEV_IMAGE" --name "$CLUSTER"
     bootstrap_dev_secrets
-    rollout
+    warn_seed_names
+    log "applying deploy/overlays/dev"
+    kube apply -k "$overlay"
+    # The tag is always `dev`: restart so that the pods run the image just loaded.
+    kube -n "$NAMESPACE" rollout restart deployment/app
+    wait_for_pods
     if ! kube get namespace ingress-nginx >/dev/null 2>&1; then
         log "no ingress controller yet; http://localhost/ needs it (deploy/README.md), or use a port-forward:"
     fi
     log "kubectl --context $KIND_CONTEXT -n $NAMESPACE port-forward svc/app 8080:3000, then curl http://localhost:8080/health"
 }
 
+# The value of NAME in params.env, the prod overlay's one file of parameters.
+param() {
+    sed -n "s/^$1=//p" "$params" | tail -n 1
+}
+
+# Refuses while a parameter of params.env is missing or still its placeholder, naming each.
+check_params() {
+    [ -f "$params" ] || die "deploy/overlays/prod/params.env is missing: it holds the production parameters (deploy/README.md, 'Prod: first deployment')"
+    unset_params=""
+    for name in IMAGE DOMAIN ACME_EMAIL STORAGE_CLASS; do
+        case "$(param "$name")" in
+            "" | *"$PLACEHOLDER"*) unset_params="$unset_params $name" ;;
+        esac
+    done
+    [ -z "$unset_params" ] || die "deploy/overlays/prod/params.env still has the placeholder (or no value) for:$unset_params. Set each to yours (the comments there say what it is), commit, and deploy again"
+    image_repo=$(param IMAGE)
+    case "${image_repo##*/}" in
+        *:* | *@*) die "IMAGE in deploy/overlays/prod/params.env is $image_repo: give the repository only, without a tag or digest (each release gets its own tag)" ;;
+    esac
+}
+
+# A release is named after its commit, so the tree must be exactly that commit.
+require_clean_tree() {
+    git -C "$root" rev-parse --verify --quiet HEAD >/dev/null 2>&1 \
+        || die "$root is not a git checkout with a commit: a release is named after the commit it is built from; deploy from a clone of the repository"
+    changes=$(git -C "$root" status --porcelain) || die "git status failed in $root"
+    if [ -n "$changes" ]; then
+        printf '%s\n' "$changes" | head -n 10 >&2
+        die "the working tree has changes that are not committed (above, as \`git status\` shows them): commit them, or \`git stash\` them, and deploy again; a release's tag names its commit, so the image must hold exactly that commit"
+    fi
+}
+
+# Builds and pushes IMAGE:<version>-<commit>; sets release_tag and release_digest, the digest
+# the registry stored, which is what the cluster runs.
+build_and_push() {
+    version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)
+    [ -n "$version" ] || die "cannot read the version from $root/Cargo.toml"
+    git_facts
+    release_tag="$version-$git_commit"
+    # The nodes are amd64 even when this laptop is arm64 (the seed's exec format lesson).
+    log "building and pushing $image_repo:$release_tag for linux/amd64"
+    docker buildx build --platform linux/amd64 \
+        --build-arg "APP_GIT_COMMIT=$git_commit" --build-arg "APP_SOURCE=$git_source" \
+        -t "$image_repo:$release_tag" --metadata-file "$release_dir/build.json" --push "$root"
+    release_digest=$(sed -n 's/.*"containerimage\.digest": *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' \
+        "$release_dir/build.json" 2>/dev/null | head -n 1)
+    [ -n "$release_digest" ] || die "docker buildx wrote no pushed digest (containerimage.digest) to its --metadata-file: update Docker's buildx plugin"
+}
+
+# The postgres StatefulSet's open-secrets init container runs our image too, but a new image
+# there would restart the database on every release. So it keeps the image the cluster runs
+# now; only the first deployment (no StatefulSet yet) gives it this release's. Moving it on is
+# a choice: deploy/README.md, "Releases and rollback".
+kept_secrets_image() {
+    secrets_image=$(kube -n "$NAMESPACE" get statefulset postgres --ignore-not-found \
+        -o 'jsonpath={.spec.template.spec.initContainers[?(@.name=="open-secrets")].image}') \
+        || die "cannot read statefulset/postgres from context $context"
+    [ -n "$secrets_image" ] || secrets_image="$image_repo@$release_digest"
+}
+
+# Renders the overlay, pinned to this release, into $release_dir/manifests.yaml: a copy of
+# deploy/ (kustomize takes no absolute paths) with two kustomizations on top, never the
+# committed overlay. The images transformer would also repin the StatefulSet, hence the
+# second step that sets it back.
+render_release() {
+    cp -R "$root/deploy" "$release_dir/deploy"
+    mkdir -p "$release_dir/deploy/release/pinned" "$release_dir/deploy/release/final"
+    cat >"$release_dir/deploy/release/pinned/kustomization.yaml" <<YAML
+resources:
+  - ../../overlays/prod
+images:
+  - name: $image_repo
+    digest: $release_digest
+YAML
+    cat >"$release_dir/deploy/release/final/kustomization.yaml" <<YAML
+resources:
+  - ../pinned
+patches:
+  - patch: |-
+      apiVersion: apps/v1
+      kind: StatefulSet
+      metadata: {name: postgres, namespace: $NAMESPACE}
+      spec:
+        template:
+          spec:
+            initContainers:
+              - name: open-secrets
+                image: "$secrets_image"
+  # What \`kubectl rollout history deployment/app\` shows for this revision.
+  - patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: app
+        namespace: $NAMESPACE
+        annotations:
+          kubernetes.io/change-cause: "release $release_tag ($image_repo@$release_digest)"
+YAML
+    kubectl kustomize "$release_dir/deploy/release/final" >"$release_dir/manifests.yaml" \
+        || die "rendering release $release_tag failed"
+}
+
 deploy_prod() {
-    need docker kubectl
+    need docker kubectl git
     context=$(kubectl config current-context 2>/dev/null) || die "kubectl has no current context"
     confirm_prod
+    params="$overlay/params.env"
+    check_params
+    require_clean_tree
     check_prod_secrets
-    rendered=$(kubectl kustomize "$overlay") || die "kubectl kustomize deploy/overlays/prod failed"
-    image=$(printf '%s\n' "$rendered" | sed -n 's/^ *image: \(.*discbaboons-app.*\)$/\1/p' | head -n 1)
-    [ -n "$image" ] || die "cannot find the app image in deploy/overlays/prod"
-    case "$image" in
-        *@sha256:*) log "the overlay pins $image by digest: deploying that release, not building" ;;
-        *)
-            # The nodes are amd64 even when this laptop is arm64 (the seed's exec format lesson).
-            log "building and pushing $image for linux/amd64"
-            git_facts
-            docker buildx build --platform linux/amd64 \
-                --build-arg "APP_GIT_COMMIT=$git_commit" --build-arg "APP_SOURCE=$git_source" \
-                -t "$image" --push "$root"
-            ;;
-    esac
-    rollout
+    warn_seed_names
+    release_dir=$(mktemp -d "${TMPDIR:-/tmp}/discbaboons-release.XXXXXX")
+    # shellcheck disable=SC2064 # expand now: the directory is this run's
+    trap "rm -rf '$release_dir'" EXIT
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    build_and_push
+    kept_secrets_image
+    render_release
+    log "applying release $release_tag ($image_repo@$release_digest) to context $context"
+    kube apply -f "$release_dir/manifests.yaml"
+    # The pod template changed with the digest: the pods roll by themselves.
+    wait_for_pods
+    log "released $release_tag; to go back to the previous release: kubectl --context $context -n $NAMESPACE rollout undo deployment/app"
 }
 
 context=""

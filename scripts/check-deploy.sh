@@ -11,7 +11,10 @@
 #   rebuild.sh its argument handling, against stub docker/kind/kubectl/cargo that must not run,
 #              and dev and prod end to end against stubs with the real `app seal`; both under
 #              dash and bash --posix (macOS's /bin/sh), with scripts/bsd-guard.sh in front of
-#              sed, grep, date, mktemp, ... so that a GNU-only flag fails the check
+#              sed, grep, date, mktemp, ... so that a GNU-only flag fails the check; prod's
+#              releases: params.env placeholders and a dirty tree refused, each release
+#              applied pinned to its pushed digest, the StatefulSet's image kept
+#   docs       scripts/check-docs.py: every command block of the docs runs or is illustrative
 # The tools come from scripts/requirements-tools.txt (scripts/setup.sh puts them in .venv).
 # Prints a summary; exits 1 on any finding. K8S_VERSION overrides the schema version.
 set -euo pipefail
@@ -441,7 +444,7 @@ done
 # one); the seal commands are the real binary's. rebuild.sh runs from a copy of deploy/, so the
 # sealed files it writes never touch the repo.
 rebuild_flows() {
-    local shell=$1 app real_kubectl repo stubs calls home tmp sealed identity status out before
+    local shell=$1 app real_kubectl repo stubs calls state applied home tmp sealed identity status out before
     app=${APP_BIN:-${CARGO_TARGET_DIR:-target}/debug/app}
     if [ ! -x "$app" ]; then
         # --examples (there are none): the tests' feature resolution, so nothing is rebuilt
@@ -450,41 +453,22 @@ rebuild_flows() {
     app=$(cd "$(dirname "$app")" && pwd)/$(basename "$app")
     real_kubectl=$(command -v kubectl)
     repo="$work/repo-$shell"
-    stubs="$work/flow-stubs-$shell"
+    # The stubs (scripts/stubs, shared with scripts/check-docs.py) log to $calls and keep
+    # their state, such as the manifests applied, in $state.
+    stubs="$root/scripts/stubs"
     calls="$work/flow-calls-$shell"
+    state="$work/flow-state-$shell"
+    applied="$state/applied.yaml"
     home="$work/home-$shell"
     tmp="$work/tmp-$shell"
-    mkdir -p "$repo" "$stubs" "$home" "$tmp"
+    mkdir -p "$repo" "$state" "$home" "$tmp"
     cp -r deploy "$repo/deploy"
     : >"$calls"
-    cat >"$stubs/docker" <<EOF
-#!/bin/sh
-echo "docker \$*" >>"$calls"
-EOF
-    cat >"$stubs/kind" <<EOF
-#!/bin/sh
-echo "kind \$*" >>"$calls"
-[ "\$1 \$2" = "get clusters" ] && echo discbaboons-learning
-exit 0
-EOF
-    cat >"$stubs/kubectl" <<EOF
-#!/bin/sh
-[ "\$1" = kustomize ] && exec "$real_kubectl" "\$@"
-echo "kubectl \$*" >>"$calls"
-case "\$*" in
-    "config current-context") echo do-prod ;;
-    *"create secret generic"*) echo "kind: Secret" ;;
-    *"get namespace ingress-nginx"*) exit 1 ;;
-    *"-f -"*) cat >/dev/null ;;
-    *"exec -i statefulset/postgres"*) cat >"$work/roles-$shell.sql" ;;
-esac
-exit 0
-EOF
-    chmod +x "$stubs/docker" "$stubs/kind" "$stubs/kubectl"
     flow() {
         status=0
         # TMPDIR with a trailing slash, as macOS sets it.
         out=$(cd "$work" && HOME="$home" XDG_CONFIG_HOME="" TMPDIR="$tmp/" PATH="$stubs:$PATH" APP_BIN="$app" \
+            STUB_CALLS="$calls" STUB_STATE="$state" STUB_REAL_KUBECTL="$real_kubectl" \
             with_bsd_guard run_sh "$shell" "$repo/deploy/rebuild.sh" "$@" </dev/null 2>&1) || status=$?
     }
     called() {
@@ -528,10 +512,10 @@ EOF
         "$(grep -n 'rollout status deployment/app' "$calls" | head -n 1 | cut -d: -f1)" ]; then
         echo "rebuild.sh dev waited for the app before creating the roles"; return 1
     fi
-    if ! grep -q 'grant "discbaboons_runtime" to "discbaboons_app_a"' "$work/roles-$shell.sql" \
-        || grep -qF -- "$pw_db" "$work/roles-$shell.sql"; then
+    if ! grep -q 'grant "discbaboons_runtime" to "discbaboons_app_a"' "$state/roles.sql" \
+        || grep -qF -- "$pw_db" "$state/roles.sql"; then
         echo "the roles' SQL does not make discbaboons_app_a a runtime login, or holds its password:"
-        cat "$work/roles-$shell.sql"; return 1
+        cat "$state/roles.sql"; return 1
     fi
     called "rollout status deployment/app" || return 1
 
@@ -547,31 +531,68 @@ EOF
     # dev with the seed's variable names copied into its ConfigMap: deployed, with a warning
     # naming our variable for each.
     local kustomization="$repo/deploy/overlays/dev/kustomization.yaml"
-    awk '{ print } /- LOG_LEVEL=debug/ { print "      - NODE_ENV=production"; print "      - REQUEST_TIMEOUT=30000" }' \
+    awk '{ print } /- LOG_LEVEL=debug/ {
+        print "      - NODE_ENV=production"; print "      - ENABLE_METRICS=true"
+        print "      - METRICS_PORT=9100"; print "      - REQUEST_TIMEOUT=30000" }' \
         "$kustomization" >"$kustomization.new" && mv "$kustomization.new" "$kustomization"
     flow dev
     [ "$status" -eq 0 ] || { printf 'rebuild.sh dev (seed names): exit %s\n%s\n' "$status" "$out"; return 1; }
-    if ! grep -q 'sets NODE_ENV, .* use APP_ENV' <<<"$out" \
-        || ! grep -q 'sets REQUEST_TIMEOUT, .* use APP_HTTP__REQUEST_TIMEOUT' <<<"$out"; then
-        printf 'rebuild.sh dev: no warning naming APP_ENV and APP_HTTP__REQUEST_TIMEOUT for the seed names:\n%s\n' "$out"
+    local seed_pair
+    for seed_pair in NODE_ENV=APP_ENV ENABLE_METRICS=APP_METRICS__ENABLED METRICS_PORT=APP_METRICS__PORT \
+        REQUEST_TIMEOUT=APP_HTTP__REQUEST_TIMEOUT; do
+        if ! grep -q "sets ${seed_pair%%=*}, .* use ${seed_pair#*=}" <<<"$out"; then
+            printf 'rebuild.sh dev: no warning naming %s for the seed name %s:\n%s\n' "${seed_pair#*=}" "${seed_pair%%=*}" "$out"
+            return 1
+        fi
+    done
+    if grep -q '9100\|30000' <<<"$out"; then
+        printf 'rebuild.sh dev printed the seed variables'"'"' values:\n%s\n' "$out"; return 1
+    fi
+    cp deploy/overlays/dev/kustomization.yaml "$kustomization"
+
+    # prod: a release. The repo copy is a git checkout, as rebuild.sh prod requires.
+    cp Cargo.toml "$repo/"
+    git -C "$repo" init --quiet
+    commit_all() { git -C "$repo" add -A && git -C "$repo" -c user.name=check -c user.email=check@localhost commit --quiet --allow-empty -m "$1"; }
+    commit_all "check-deploy: the repo as committed"
+    local params="$repo/deploy/overlays/prod/params.env"
+
+    # The placeholders of params.env are refused, naming the file and every parameter.
+    : >"$calls"
+    flow prod --yes
+    if [ "$status" -ne 1 ] || ! grep -q 'deploy/overlays/prod/params.env still has the placeholder.*: IMAGE DOMAIN ACME_EMAIL STORAGE_CLASS' <<<"$out"; then
+        printf 'prod with the placeholders of params.env: exit %s\n%s\n' "$status" "$out"
         return 1
     fi
-    if grep -q 'sets \(ENABLE_METRICS\|METRICS_PORT\)' <<<"$out"; then
-        printf 'rebuild.sh dev warned of seed names the overlay does not set:\n%s\n' "$out"; return 1
-    fi
+    nothing_done() {
+        if grep -Eq '^(docker|kubectl .*apply)' "$calls"; then
+            echo "prod built or applied after refusing ($1):"; cat "$calls"; return 1
+        fi
+    }
+    nothing_done "placeholders" || return 1
 
-    # prod: the committed sample is refused before anything is built or applied.
-    : >"$calls"
+    # A tree with uncommitted changes (the parameters just set) is refused, naming git status.
+    sed -e 's|^IMAGE=.*|IMAGE=registry.test:5000/team/discbaboons-app|' -e 's|^DOMAIN=.*|DOMAIN=api.test.example|' \
+        -e 's|^ACME_EMAIL=.*|ACME_EMAIL=ops@test.example|' -e 's|^STORAGE_CLASS=.*|STORAGE_CLASS=fast-ssd|' \
+        "$params" >"$params.new" && mv "$params.new" "$params"
+    flow prod --yes
+    if [ "$status" -ne 1 ] || ! grep -q 'not committed .*git status.*commit them' <<<"$out" || ! grep -q 'params.env' <<<"$out"; then
+        printf 'prod with uncommitted changes: exit %s\n%s\n' "$status" "$out"
+        return 1
+    fi
+    nothing_done "dirty tree" || return 1
+
+    # The committed sample sealed file is refused before anything is built or applied.
+    commit_all "prod parameters"
     flow prod --yes
     if [ "$status" -ne 1 ] || ! grep -q 'committed sample' <<<"$out"; then
         printf 'prod with the sample: exit %s\n%s\n' "$status" "$out"
         return 1
     fi
-    if grep -Eq '^(docker|kubectl .*apply)' "$calls"; then
-        echo "prod built or applied with the sample sealed file:"; cat "$calls"; return 1
-    fi
+    nothing_done "sample sealed file" || return 1
 
-    # prod with its own sealed file: build for amd64, push the overlay's image, apply.
+    # prod with its own sealed file: built for amd64, pushed as <version>-<commit>, applied
+    # pinned to the digest the push reported.
     sealed="$repo/deploy/overlays/prod/secrets.sealed.yaml"
     rm "$sealed"
     "$app" seal keygen -o "$home/prod.identity" >"$home/prod.recipient" 2>/dev/null
@@ -579,17 +600,87 @@ EOF
     "$app" seal set "$sealed" --context discbaboons/prod -r "$(cat "$home/prod.recipient")" \
         --from-file "DATABASE_PASSWORD=$home/value" --from-file "POSTGRES_PASSWORD=$home/value" \
         --from-file "JWT_SECRET=$home/value" 2>/dev/null
-    : >"$calls"
-    flow prod --yes
-    [ "$status" -eq 0 ] || { printf 'rebuild.sh prod --yes: exit %s\n%s\n' "$status" "$out"; return 1; }
-    called "docker buildx build --platform linux/amd64" || return 1
-    called "-t docker.io/salokod/discbaboons-app:0.1.0 --push" || return 1
-    called "kubectl --context do-prod apply -k $repo/deploy/overlays/prod" || return 1
-    called "kubectl --context do-prod -n discbaboons rollout status deployment/app" || return 1
+    commit_all "prod secrets"
+    local version repo_name="registry.test:5000/team/discbaboons-app" first second
+    version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+    # stub_digest TAG: the image the stub docker reports for TAG once pushed.
+    stub_digest() { printf '%s@sha256:%064d' "$repo_name" "$(printf '%s' "$1" | cksum | cut -d ' ' -f 1)"; }
+    # release NAME: deploys, checks what the stub kubectl was given (every app container of the
+    # Deployment and CronJobs on the digest the stub docker reported for this commit's tag,
+    # the parameters in place), and prints the StatefulSet's open-secrets image.
+    release() {
+        : >"$calls"
+        rm -f "$applied"
+        flow prod --yes
+        [ "$status" -eq 0 ] || { printf 'rebuild.sh prod --yes (%s): exit %s\n%s\n' "$1" "$status" "$out"; return 1; }
+        [ -z "$(ls -A "$tmp")" ] || { echo "rebuild.sh prod left files in \$TMPDIR:"; ls -lA "$tmp"; return 1; }
+        local tag
+        tag="$version-$(git -C "$repo" rev-parse --short=12 HEAD)"
+        called "docker buildx build --platform linux/amd64" || return 1
+        called "-t $repo_name:$tag --metadata-file" || return 1
+        called " --push $repo" || return 1
+        called "kubectl --context do-prod apply -f " || return 1
+        called "kubectl --context do-prod -n discbaboons rollout status deployment/app" || return 1
+        if grep -q 'apply -k\|rollout restart' "$calls"; then
+            echo "prod applied the overlay unpinned or restarted by hand:"; cat "$calls"; return 1
+        fi
+        python3 - "$applied" "$(stub_digest "$tag")" "$tag" <<'PY' || return 1
+import sys, yaml
+path, pinned, tag = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+bad = []
+for d in docs:
+    spec = d.get("spec", {})
+    if d["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    pod = (spec.get("template") or {}).get("spec")
+    for c in (pod or {}).get("initContainers", []) + (pod or {}).get("containers", []):
+        where = f"{d['kind']}/{d['metadata']['name']} {c['name']}"
+        if d["kind"] in ("Deployment", "CronJob") and "postgres" not in c["image"] and c["image"] != pinned:
+            bad.append(f"{where}: {c['image']}, not the release {pinned}")
+app = next(d for d in docs if d["kind"] == "Deployment")
+cause = app["metadata"].get("annotations", {}).get("kubernetes.io/change-cause", "")
+if tag not in cause:
+    bad.append(f"Deployment/app change-cause {cause!r} does not name {tag}")
+sts = next(d for d in docs if d["kind"] == "StatefulSet")
+opener = next(c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "open-secrets")
+print(opener["image"])
+ingress = next(d for d in docs if d["kind"] == "Ingress")
+if ingress["spec"]["rules"][0]["host"] != "api.test.example" or ingress["spec"]["tls"][0]["hosts"] != ["api.test.example"]:
+    bad.append(f"Ingress host {ingress['spec']['rules'][0]['host']}: not DOMAIN from params.env")
+if {d["spec"]["acme"]["email"] for d in docs if d["kind"] == "ClusterIssuer"} != {"ops@test.example"}:
+    bad.append("ClusterIssuer e-mails are not ACME_EMAIL from params.env")
+if sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] != "fast-ssd":
+    bad.append("postgres storage class is not STORAGE_CLASS from params.env")
+if any(d["kind"] == "ConfigMap" and d["metadata"]["name"] == "prod-params" for d in docs):
+    bad.append("params.env itself was applied")
+if bad:
+    sys.exit("\n".join(bad))
+PY
+    }
+    # The first release: no StatefulSet in the cluster yet, so open-secrets gets it too.
+    rm -f "$state/statefulset-image"
+    first=$(release first) || { printf '%s\n' "$first"; return 1; }
+    local first_pinned
+    first_pinned=$(stub_digest "$version-$(git -C "$repo" rev-parse --short=12 HEAD)")
+    [ "$first" = "$first_pinned" ] || { echo "first release: open-secrets runs $first, not $first_pinned"; return 1; }
+    # The second release, of a new commit: a new tag and digest for the app; the StatefulSet
+    # keeps the image the cluster runs, so postgres does not restart.
+    commit_all "a second release"
+    printf '%s\n' "$first_pinned" >"$state/statefulset-image"
+    second=$(release second) || { printf '%s\n' "$second"; return 1; }
+    [ "$second" = "$first_pinned" ] || { echo "second release moved open-secrets to $second (postgres would restart)"; return 1; }
+    local second_pinned
+    second_pinned=$(stub_digest "$version-$(git -C "$repo" rev-parse --short=12 HEAD)")
+    [ "$second_pinned" != "$first_pinned" ] || { echo "two releases pinned the same image $first_pinned"; return 1; }
+    called "get statefulset postgres --ignore-not-found" || return 1
 }
 for shell in "${rebuild_shells[@]}"; do
     check "rebuild.sh dev and prod flows under $shell (stub docker/kind/kubectl, real app seal, BSD guard)" rebuild_flows "$shell"
 done
+
+# ---- the docs' command blocks: run (real app, the same stubs) or marked illustrative ---------
+check "docs: every command block runs or is marked illustrative (scripts/check-docs.py)" python3 scripts/check-docs.py
 
 # ---- summary -------------------------------------------------------------------------------
 printf '\ncheck-deploy summary:\n' >&2

@@ -7,7 +7,10 @@
 #   - `--read-only` (no tmpfs either, as readOnlyRootFilesystem) runs of `--version`, `config`,
 #     `wait-db`, `migrate` and `serve` against a throwaway PostgreSQL (scripts/pg.sh), on the
 #     host network; the server runs as uid 10001, answers /health and /ready, the image's
-#     HEALTHCHECK passes, and `podman stop` (SIGTERM) ends it with exit 0.
+#     HEALTHCHECK passes, and `podman stop` (SIGTERM) ends it with exit 0;
+#   - the runbook's replacements for a shell, `podman exec`'d into that server: `/app config`
+#     (uid and gid, secrets redacted, the seed's variable names warned of), `/app healthcheck`,
+#     `/app wait-db --timeout 5s` (0; 4 naming the reason: a wrong password, nothing listening).
 # podman's storage lives in a temporary directory removed on exit; /etc is not touched
 # (CONTAINERS_CONF=scripts/podman/containers.conf). Needs root (podman with runc, as CI runs).
 set -euo pipefail
@@ -112,6 +115,39 @@ uids=$(awk '/^Uid:/ { print $2, $3 }' "/proc/$pid/status")
 expect "serve's uid (real, effective)" "$uids" "10001 10001"
 pm healthcheck run "$ctr" >/dev/null || fail "the image's HEALTHCHECK (/app healthcheck) failed on a ready server"
 
+log "the runbook's checks without a shell (docs/runbook.md), exec'd into the running serve"
+# exec_app NAME WANT-EXIT ARGS...: `podman exec` of /app in the serve container (its env, its
+# uid), output in $work/exec-NAME.log; fails unless the exit code is WANT-EXIT.
+exec_app() {
+    local name=$1 want=$2 code=0
+    shift 2
+    pm exec "$@" >"$work/exec-$name.log" 2>&1 || code=$?
+    [ "$code" -eq "$want" ] || { cat "$work/exec-$name.log" >&2; fail "podman exec $*: exit $code, expected $want"; }
+}
+exec_app config 0 "$ctr" /app config
+expect "/app config's first line (in place of id)" "$(head -n 1 "$work/exec-config.log")" "# process: uid=10001 gid=10001 groups=10001"
+grep -q '^password = "<redacted>"' "$work/exec-config.log" || fail "/app config does not show the database password as <redacted>"
+! grep -qF "$(cat "$work/pg/pw")" "$work/exec-config.log" || fail "/app config printed the database password"
+exec_app healthcheck 0 "$ctr" /app healthcheck
+exec_app wait-db 0 "$ctr" /app wait-db --timeout 5s
+# The two failures the runbook tells apart, both exit 4 after the timeout, by the reason
+# wait-db logs: the credentials refused, nothing listening. Neither prints the password.
+exec_app wait-db-password 4 -e APP_DATABASE__PASSWORD=not-the-password "$ctr" /app wait-db --timeout 5s
+grep -q 'last reason: authentication failed' "$work/exec-wait-db-password.log" \
+    || { cat "$work/exec-wait-db-password.log" >&2; fail "wait-db with a wrong password does not say: authentication failed"; }
+! grep -q 'not-the-password' "$work/exec-wait-db-password.log" || fail "wait-db printed the password it was given"
+closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+exec_app wait-db-closed 4 -e APP_DATABASE__PORT="$closed" "$ctr" /app wait-db --timeout 5s
+grep -q 'last reason: connection refused' "$work/exec-wait-db-closed.log" \
+    || { cat "$work/exec-wait-db-closed.log" >&2; fail "wait-db against a closed port does not say: connection refused"; }
+exec_app healthcheck-closed 1 -e APP_HTTP__PORT="$closed" "$ctr" /app healthcheck
+# The seed's names, as its ConfigMap would set them: a warning naming ours, never silence.
+exec_app seed-names 0 -e NODE_ENV=production -e ENABLE_METRICS=true -e METRICS_PORT=9100 -e REQUEST_TIMEOUT=30000 \
+    "$ctr" /app config
+for pair in NODE_ENV=APP_ENV ENABLE_METRICS=APP_METRICS__ENABLED METRICS_PORT=APP_METRICS__PORT REQUEST_TIMEOUT=APP_HTTP__REQUEST_TIMEOUT; do
+    grep -q "${pair%%=*}.*${pair#*=}" "$work/exec-seed-names.log" || { cat "$work/exec-seed-names.log" >&2; fail "no warning naming ${pair#*=} for ${pair%%=*}"; }
+done
+
 log "podman stop (SIGTERM) ends serve with exit 0"
 # (podman without systemd logs that it cannot remove the healthcheck's timer: harmless.)
 pm stop -t 30 "$ctr" >/dev/null 2>"$work/stop.log" || { cat "$work/stop.log" >&2; fail "podman stop failed"; }
@@ -138,4 +174,4 @@ for overlay in dev prod; do
     pods+=("$overlay")
 done
 
-echo "check-image: ok: $image ($(field '{{.Size}}') bytes, 1 layer: /app 0555 root), USER 10001:10001, read-only: --version, config, wait-db, migrate, serve (uid 10001, /health, /ready, HEALTHCHECK), SIGTERM -> exit 0; kube play of ${pods[*]}"
+echo "check-image: ok: $image ($(field '{{.Size}}') bytes, 1 layer: /app 0555 root), USER 10001:10001, read-only: --version, config, wait-db, migrate, serve (uid 10001, /health, /ready, HEALTHCHECK), exec of config/healthcheck/wait-db, SIGTERM -> exit 0; kube play of ${pods[*]}"

@@ -20,11 +20,11 @@ use crate::secrets::{
 pub(super) const EXAMPLES: &str = "\
 Examples:
   app seal keygen -o cluster.key                       new identity; prints its age1... recipient
-  app seal set deploy/prod/secrets.yaml JWT_SECRET --context discbaboons/prod \\
+  app seal set deploy/overlays/prod/secrets.sealed.yaml JWT_SECRET --context discbaboons/prod \\
       -r age1cluster... -r age1recovery...             new file, value from a hidden prompt
-  openssl rand -base64 32 | app seal set deploy/prod/secrets.yaml JWT_SECRET
-  app seal list deploy/prod/secrets.yaml
-  app seal verify deploy/prod/secrets.yaml -i ~/.config/discbaboons/recovery.key
+  openssl rand -base64 32 | app seal set deploy/overlays/prod/secrets.sealed.yaml JWT_SECRET
+  app seal list deploy/overlays/prod/secrets.sealed.yaml
+  app seal verify deploy/overlays/prod/secrets.sealed.yaml -i ~/.config/discbaboons/recovery.key
 
 The file is safe to commit; see docs/secrets.md. LOG_LEVEL sets the log level (default warn).";
 
@@ -65,12 +65,33 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let path = args.output.expect("clap requires -o without --k8s-secret");
+    create_private_parent(&path)?;
     identity::write_private(&path, &new.file_text)?;
     eprintln!(
         "wrote identity {} (mode 0600); its recipient:",
         path.display()
     );
     println!("{}", new.recipient);
+    Ok(())
+}
+
+/// A key's directory that does not exist yet (`~/.config/discbaboons` on a new laptop) is
+/// created private to its user, mode 0700, as `ssh-keygen` does with `~/.ssh`.
+fn create_private_parent(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if !parent.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot create the directory {}: {e}", parent.display())
+            })?;
+        eprintln!("created directory {} (mode 0700)", parent.display());
+    }
     Ok(())
 }
 
@@ -100,7 +121,10 @@ fn set(args: SetArgs) -> anyhow::Result<()> {
             bail!(coded(
                 ExitCode::Usage,
                 format!(
-                    "{} already lists its recipients; change them with `app seal rekey`",
+                    "{} already lists its recipients: change them with `app seal rekey` (it needs \
+                     an identity that opens the file); a file nobody can open, such as the \
+                     committed sample sealed to a discarded key, is not worth keeping: delete it \
+                     and run this command again to start a new one",
                     args.file.display()
                 )
             ));

@@ -27,6 +27,72 @@ fn version_names_the_commit() {
     );
 }
 
+/// A `FROM scratch` image has no `id`: `app config` names the process's uid and groups, as
+/// `kubectl exec deploy/app -- /app config` shows them (docs/runbook.md).
+#[test]
+fn config_names_the_process_uid_and_gid() {
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id").arg(flag).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let out = app().arg("config").output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    let want = format!("# process: uid={} gid={} groups=", id("-u"), id("-g"));
+    assert!(
+        first.starts_with(&want),
+        "{first:?} should start with {want:?}"
+    );
+    for group in id("-G").split_whitespace() {
+        assert!(
+            first
+                .split('=')
+                .nth(3)
+                .unwrap_or_default()
+                .split(',')
+                .any(|g| g == group),
+            "{first} lacks group {group}"
+        );
+    }
+}
+
+/// The seed's ConfigMap names, copied over, are each a warning naming ours, never silence;
+/// their values are neither used nor printed.
+#[test]
+fn the_seeds_variable_names_are_warnings_naming_ours() {
+    let out = app()
+        .arg("config")
+        .env("NODE_ENV", "production")
+        .env("ENABLE_METRICS", "false")
+        .env("METRICS_PORT", "9191")
+        .env("REQUEST_TIMEOUT", "31337")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (seed, ours) in [
+        ("NODE_ENV", "APP_ENV"),
+        ("ENABLE_METRICS", "APP_METRICS__ENABLED"),
+        ("METRICS_PORT", "APP_METRICS__PORT"),
+        ("REQUEST_TIMEOUT", "APP_HTTP__REQUEST_TIMEOUT"),
+    ] {
+        assert!(
+            stderr.lines().any(
+                |l| l.contains(&format!("ignoring environment variable {seed}:"))
+                    && l.contains(ours)
+            ),
+            "no warning naming {ours} for {seed}:\n{stderr}"
+        );
+    }
+    let text = output_text(&out);
+    assert!(!text.contains("9191") && !text.contains("31337"), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("port = 9090"),
+        "{text}"
+    );
+}
+
 /// Settings come from the defaults, then a file, then the environment.
 mod precedence_is_defaults_then_file_then_env {
     use super::*;

@@ -301,6 +301,51 @@ fn get_when_up(port: u16, path: &str) -> String {
     }
 }
 
+/// The docs' `app seal keygen -o ~/.config/discbaboons/recovery.key` on a laptop that has no
+/// such directory yet: it is created, private to its user.
+#[test]
+fn keygen_creates_a_missing_key_directory_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    let (key, _) = lab.keygen(".config/discbaboons/recovery.key");
+    let dir = key.parent().unwrap();
+    assert_eq!(dir.metadata().unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(key.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// `set -r` on a file that lists recipients (the committed sample) says what to do: rekey a
+/// file you can open, delete one nobody can.
+#[test]
+fn set_with_recipients_on_an_existing_file_names_both_ways_out() {
+    let lab = Lab::new();
+    let (_, recipient) = lab.keygen("key.txt");
+    lab.new_file(
+        "s.yaml",
+        "discbaboons/prod",
+        &[&recipient],
+        &[("JWT_SECRET", &lab.secret("jwt"))],
+    );
+    let out = lab.seal_with_stdin(
+        &[
+            "set",
+            lab.path("s.yaml").to_str().unwrap(),
+            "JWT_SECRET",
+            "-r",
+            &recipient,
+        ],
+        Some("x"),
+    );
+    assert_exit(
+        &out,
+        2,
+        &[
+            "already lists its recipients",
+            "app seal rekey",
+            "delete it",
+        ],
+    );
+}
+
 #[test]
 fn stock_age_cli_decrypts_a_value() {
     let lab = Lab::new();

@@ -20,10 +20,12 @@ pub(crate) enum SealCommand {
     #[command(after_help = SET_EXAMPLES)]
     Set(SetArgs),
     /// Remove keys.
-    #[command(after_help = "Examples:\n  app seal rm deploy/prod/secrets.yaml OLD_API_KEY")]
+    #[command(
+        after_help = "Examples:\n  app seal rm deploy/overlays/prod/secrets.sealed.yaml OLD_API_KEY"
+    )]
     Rm(RmArgs),
     /// Show the context, the recipients and the keys; no private key needed, no value shown.
-    #[command(after_help = "Examples:\n  app seal list deploy/prod/secrets.yaml")]
+    #[command(after_help = "Examples:\n  app seal list deploy/overlays/prod/secrets.sealed.yaml")]
     List(FileArg),
     /// Decrypt every value in memory and check its binding; prints no value.
     #[command(after_help = VERIFY_EXAMPLES)]
@@ -61,22 +63,22 @@ Other keys' blocks stay byte-identical, so a git diff shows exactly which key ch
 
 const VERIFY_EXAMPLES: &str = "\
 Examples:
-  app seal verify deploy/prod/secrets.yaml -i recovery.key
-  app seal verify deploy/prod/secrets.yaml -i /etc/app/identity      every file in a directory
-  app seal verify deploy/prod/secrets.yaml -i recovery.key --expect-context discbaboons/prod
+  app seal verify deploy/overlays/prod/secrets.sealed.yaml -i recovery.key
+  app seal verify deploy/overlays/prod/secrets.sealed.yaml -i /etc/app/identity      every file in a directory
+  app seal verify deploy/overlays/prod/secrets.sealed.yaml -i recovery.key --expect-context discbaboons/prod
 
 Exit codes: 20 malformed, 21 no identity, 22 no matching identity, 23 tampered,
 24 bound to another key, 25 bound to another context.";
 
 const REKEY_EXAMPLES: &str = "\
 Examples:
-  app seal rekey deploy/prod/secrets.yaml -i recovery.key -r age1newcluster... -r age1recovery...
-  app seal rekey deploy/prod/secrets.yaml -i recovery.key -R deploy/prod/recipients.txt";
+  app seal rekey deploy/overlays/prod/secrets.sealed.yaml -i recovery.key -r age1newcluster... -r age1recovery...
+  app seal rekey deploy/overlays/prod/secrets.sealed.yaml -i recovery.key -R recipients.txt";
 
 const GET_EXAMPLES: &str = "\
 Examples:
-  app seal get deploy/prod/secrets.yaml DATABASE_PASSWORD -i recovery.key
-  age -d -i recovery.key <(yq .values.JWT_SECRET deploy/prod/secrets.yaml)   stock age works too";
+  app seal get deploy/overlays/prod/secrets.sealed.yaml DATABASE_PASSWORD -i recovery.key
+  age -d -i recovery.key <(yq -r .values.JWT_SECRET deploy/overlays/prod/secrets.sealed.yaml)   stock age works too";
 
 const OPEN_EXAMPLES: &str = "\
 Examples (an init container next to PostgreSQL, DIR an emptyDir with medium: Memory):
