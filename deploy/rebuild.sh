@@ -17,7 +17,9 @@
 # working tree with uncommitted changes and the placeholders of params.env.
 #
 # Environment: APP_BIN (an `app` binary for the seal commands; default: cargo builds one),
-# DISCBABOONS_DEV_IDENTITY (dev's private key; default ~/.config/discbaboons/dev.identity),
+# DISCBABOONS_DEV_IDENTITY (dev's private key for the app's pods; default
+# ~/.config/discbaboons/dev.identity), DISCBABOONS_DEV_POSTGRES_IDENTITY (the postgres pod's;
+# default ~/.config/discbaboons/dev-postgres.identity),
 # ROLLOUT_TIMEOUT (default 300s).
 set -eu
 
@@ -26,6 +28,7 @@ readonly CLUSTER=discbaboons-learning
 readonly KIND_CONTEXT="kind-$CLUSTER"
 readonly DEV_IMAGE=discbaboons-app:dev
 readonly IDENTITY_SECRET=app-age-identity
+readonly PG_IDENTITY_SECRET=postgres-age-identity
 # The public key the committed sample sealed files are encrypted to. Its private key was
 # thrown away: a file still sealed to it is a placeholder, not your secrets.
 readonly SAMPLE_RECIPIENT=age1nm39qs4emd70h255y9mz2uatsqytgtuf65rsyrqpg4uw98ldcpdqgpqd6w
@@ -86,6 +89,7 @@ fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 overlay="$root/deploy/overlays/$env_name"
 sealed="$overlay/secrets.sealed.yaml"
+pg_sealed="$overlay/postgres.sealed.yaml"
 timeout=${ROLLOUT_TIMEOUT:-300s}
 
 # The functions' variables are global (POSIX sh has no `local`): a name means the same thing
@@ -159,19 +163,51 @@ apply_namespace() {
 
 # Dev's first run: a private key on this machine (never in the repo), a sealed file with
 # fresh random passwords encrypted to it, and the key as the cluster's identity Secret.
+# Sets key_recipient to the recipient of the identity file $1, created (mode 0600, in a
+# mode-0700 directory) if missing.
+dev_identity() {
+    if [ ! -f "$1" ]; then
+        log "creating the dev identity $1"
+        if [ ! -d "$(dirname "$1")" ]; then
+            mkdir -p "$(dirname "$1")"
+            chmod 700 "$(dirname "$1")"
+        fi
+        "$app" seal keygen --output "$1" >/dev/null
+    fi
+    key_recipient=$(sed -n 's/^# public key: //p' "$1" | head -n 1)
+    [ -n "$key_recipient" ] || die "$1 has no '# public key:' line; recreate it with: $app seal keygen --output $1"
+}
+
+# The Secret $1 holding the identity file $2 as its key `identity`. In two steps, so that a
+# failure of the first stops the script (no pipefail in sh).
+identity_secret() {
+    identity_manifest=$(kube -n "$NAMESPACE" create secret generic "$1" \
+        --from-file="identity=$2" --dry-run=client -o yaml)
+    printf '%s\n' "$identity_manifest" | kube apply -f - >/dev/null
+    log "identity Secret $1 is in place"
+}
+
+# The postgres pod's own sealed file, POSTGRES_PASSWORD only, for its own identity: the app's
+# identity cannot open it, and the postgres pod's identity opens nothing of the app's.
+bootstrap_dev_postgres_secret() {
+    pg_identity=${DISCBABOONS_DEV_POSTGRES_IDENTITY:-${XDG_CONFIG_HOME:-$HOME/.config}/discbaboons/dev-postgres.identity}
+    dev_identity "$pg_identity"
+    if [ -f "$pg_sealed" ] && "$app" seal verify "$pg_sealed" -i "$pg_identity" >/dev/null 2>&1; then
+        log "postgres sealed file opens with the postgres pod's dev identity"
+    else
+        rm -f "$pg_sealed"
+        # The superuser's password only matters when postgres initialises an empty volume.
+        random_base64 24 | "$app" seal set "$pg_sealed" POSTGRES_PASSWORD \
+            --context "$NAMESPACE/dev" -r "$key_recipient" >/dev/null
+        log "wrote $pg_sealed (safe to commit: it is encrypted)"
+    fi
+}
+
 bootstrap_dev_secrets() {
     app=$(app_bin)
     identity=${DISCBABOONS_DEV_IDENTITY:-${XDG_CONFIG_HOME:-$HOME/.config}/discbaboons/dev.identity}
-    if [ ! -f "$identity" ]; then
-        log "creating the dev identity $identity"
-        if [ ! -d "$(dirname "$identity")" ]; then
-            mkdir -p "$(dirname "$identity")"
-            chmod 700 "$(dirname "$identity")"
-        fi
-        "$app" seal keygen --output "$identity" >/dev/null
-    fi
-    recipient=$(sed -n 's/^# public key: //p' "$identity" | head -n 1)
-    [ -n "$recipient" ] || die "$identity has no '# public key:' line; recreate it with: $app seal keygen --output $identity"
+    dev_identity "$identity"
+    recipient=$key_recipient
 
     if [ -f "$sealed" ] && "$app" seal verify "$sealed" -i "$identity" >/dev/null 2>&1; then
         log "dev sealed file opens with your dev identity"
@@ -191,18 +227,16 @@ bootstrap_dev_secrets() {
         trap 'exit 130' INT
         trap 'exit 143' TERM
         umask 077
-        random_base64 24 >"$secrets_dir/postgres"
         random_base64 24 >"$secrets_dir/db"
         random_base64 24 >"$secrets_dir/migrate"
         random_base64 48 >"$secrets_dir/jwt"
         printf discbaboons_app_a >"$secrets_dir/db_user"
         printf discbaboons_migrate_a >"$secrets_dir/migrate_user"
-        # Each role its own password (docs/secrets.md, "Database roles"): POSTGRES_PASSWORD is
-        # the superuser's, which the postgres image initialises the database with and no pod
-        # uses; the two logins are created by `app db roles` once postgres is up.
+        # Each login its own password (docs/secrets.md, "Database roles"); the two logins are
+        # created by `app db roles` once postgres is up. The superuser's is in the postgres
+        # pod's own file (bootstrap_dev_postgres_secret).
         "$app" seal set "$sealed" \
             --context "$NAMESPACE/dev" -r "$recipient" \
-            --from-file "POSTGRES_PASSWORD=$secrets_dir/postgres" \
             --from-file "DATABASE_USER=$secrets_dir/db_user" \
             --from-file "DATABASE_PASSWORD=$secrets_dir/db" \
             --from-file "MIGRATE_DATABASE_USER=$secrets_dir/migrate_user" \
@@ -213,25 +247,36 @@ bootstrap_dev_secrets() {
         log "wrote $sealed (safe to commit: it is encrypted)"
     fi
 
+    # Files sealed before the postgres pod had its own: its value moves out of the app's.
+    if "$app" seal list "$sealed" 2>/dev/null | grep -q 'POSTGRES_PASSWORD'; then
+        "$app" seal rm "$sealed" POSTGRES_PASSWORD >/dev/null
+        log "removed POSTGRES_PASSWORD from $sealed: the postgres pod has its own file now"
+    fi
+    bootstrap_dev_postgres_secret
+
     apply_namespace
-    # In two steps, so that a failure of the first stops the script (no pipefail in sh).
-    identity_manifest=$(kube -n "$NAMESPACE" create secret generic "$IDENTITY_SECRET" \
-        --from-file="identity=$identity" --dry-run=client -o yaml)
-    printf '%s\n' "$identity_manifest" | kube apply -f - >/dev/null
-    log "identity Secret $IDENTITY_SECRET is in place"
+    identity_secret "$IDENTITY_SECRET" "$identity"
+    identity_secret "$PG_IDENTITY_SECRET" "$pg_identity"
 }
 
 check_prod_secrets() {
     app=$(app_bin)
-    [ -f "$sealed" ] || die "$sealed is missing: see 'Prod: first deployment' in deploy/README.md"
-    if grep -q "$SAMPLE_RECIPIENT" "$sealed"; then
-        die "$sealed is still the committed sample: seal your own values first ('Prod: first deployment' in deploy/README.md)"
+    for file in "$sealed" "$pg_sealed"; do
+        [ -f "$file" ] || die "$file is missing: see 'Prod: first deployment' in deploy/README.md"
+        if grep -q "$SAMPLE_RECIPIENT" "$file"; then
+            die "$file is still the committed sample: seal your own values first ('Prod: first deployment' in deploy/README.md)"
+        fi
+        "$app" seal list "$file" >/dev/null || die "$file cannot be read"
+    done
+    if "$app" seal list "$sealed" | grep -q 'POSTGRES_PASSWORD'; then
+        die "$sealed holds POSTGRES_PASSWORD, which only the postgres pod may open: move it into $pg_sealed (docs/secrets.md, 'Which pod opens what')"
     fi
-    "$app" seal list "$sealed" >/dev/null || die "$sealed cannot be read"
     apply_namespace
-    kube -n "$NAMESPACE" get secret "$IDENTITY_SECRET" >/dev/null 2>&1 \
-        || die "the cluster has no Secret $NAMESPACE/$IDENTITY_SECRET: create it once with
-    $app seal keygen --k8s-secret $IDENTITY_SECRET --namespace $NAMESPACE | kubectl apply -f -"
+    for secret in "$IDENTITY_SECRET" "$PG_IDENTITY_SECRET"; do
+        kube -n "$NAMESPACE" get secret "$secret" >/dev/null 2>&1 \
+            || die "the cluster has no Secret $NAMESPACE/$secret: create it once with
+    $app seal keygen --k8s-secret $secret --namespace $NAMESPACE | kubectl apply -f -"
+    done
 }
 
 # The seed's variable names (its ConfigMap, copied into an overlay) mean nothing to this app:

@@ -311,6 +311,26 @@ else:
     need(pg_env.get("POSTGRES_PASSWORD_FILE", "").startswith(mounts.get("secrets", "?") + "/")
          and pg_volumes.get("secrets", {}).get("emptyDir", {}).get("medium") == "Memory",
          "POSTGRES_PASSWORD_FILE must be in the memory-backed secrets emptyDir")
+    pg_sealed_cms = [c for c in find("ConfigMap") if c["metadata"]["name"].startswith("postgres-sealed-")]
+    need(len(pg_sealed_cms) == 1, "no generated postgres-sealed ConfigMap")
+    need(pg_volumes.get("sealed", {}).get("configMap", {}).get("name", "").startswith("postgres-sealed-")
+         and pg_volumes.get("identity", {}).get("secret", {}).get("secretName") == "postgres-age-identity",
+         "postgres mounts its own sealed file (postgres-sealed) and identity (postgres-age-identity), nothing of the app's")
+    for cm in pg_sealed_cms:
+        keys = sorted(yaml.safe_load(cm["data"]["secrets.yaml"]).get("values", {}))
+        need(keys == ["POSTGRES_PASSWORD"], f"postgres-sealed holds only POSTGRES_PASSWORD, not {keys}")
+    app_keys = sorted(yaml.safe_load(sealed[0]["data"]["secrets.yaml"]).get("values", {}))
+    need("POSTGRES_PASSWORD" not in app_keys, "the app's sealed file must not hold POSTGRES_PASSWORD (only the postgres pod opens it)")
+    # Nothing but the postgres pod mounts its file or identity.
+    for obj in docs:
+        tpl = obj.get("spec", {}).get("template", {}).get("spec", {}) or \
+            obj.get("spec", {}).get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+        if not tpl or obj is pg:
+            continue
+        for v in tpl.get("volumes", []):
+            need(not v.get("configMap", {}).get("name", "").startswith("postgres-sealed-")
+                 and v.get("secret", {}).get("secretName") != "postgres-age-identity",
+                 f"{obj['kind']}/{obj['metadata']['name']} mounts the postgres pod's sealed file or identity")
     opener = (pg_pod.get("initContainers") or [{}])[0]
     need(opener.get("args", [])[:2] == ["seal", "open"] and opener.get("image") in images, "postgres password comes from `app seal open` in the app image")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -483,9 +503,24 @@ rebuild_flows() {
     [ -z "$(ls -A "$tmp")" ] || { echo "rebuild.sh dev left plaintext behind in \$TMPDIR:"; ls -lA "$tmp"; return 1; }
     [ "$(stat -c %a "$identity")" = 600 ] || { echo "dev identity missing or not 0600"; return 1; }
     "$app" seal verify "$sealed" -i "$identity" >/dev/null 2>&1 || { echo "dev sealed file does not open with the dev identity"; return 1; }
+    # The postgres pod's own file, for its own identity: the app's identity cannot open it,
+    # and the app's file has no POSTGRES_PASSWORD.
+    local pg_sealed="$repo/deploy/overlays/dev/postgres.sealed.yaml" pg_identity="$home/.config/discbaboons/dev-postgres.identity"
+    [ "$(stat -c %a "$pg_identity")" = 600 ] || { echo "dev postgres identity missing or not 0600"; return 1; }
+    "$app" seal verify "$pg_sealed" -i "$pg_identity" >/dev/null 2>&1 || { echo "dev postgres sealed file does not open with its identity"; return 1; }
+    if "$app" seal get "$pg_sealed" POSTGRES_PASSWORD -i "$identity" >/dev/null 2>&1; then
+        echo "the app's dev identity opens the postgres pod's file"; return 1
+    fi
+    if "$app" seal get "$sealed" JWT_SECRET -i "$pg_identity" >/dev/null 2>&1; then
+        echo "the postgres pod's dev identity opens the app's file"; return 1
+    fi
+    if "$app" seal list "$sealed" | grep -q POSTGRES_PASSWORD; then
+        echo "the app's dev file still holds POSTGRES_PASSWORD"; return 1
+    fi
+    called "kubectl --context kind-discbaboons-learning -n discbaboons create secret generic postgres-age-identity" || return 1
     # Each role its own password: the superuser's is not the app's, nor migrate's.
     local pw_pg pw_db pw_mig
-    pw_pg=$("$app" seal get "$sealed" POSTGRES_PASSWORD -i "$identity" 2>/dev/null)
+    pw_pg=$("$app" seal get "$pg_sealed" POSTGRES_PASSWORD -i "$pg_identity" 2>/dev/null)
     pw_db=$("$app" seal get "$sealed" DATABASE_PASSWORD -i "$identity" 2>/dev/null)
     pw_mig=$("$app" seal get "$sealed" MIGRATE_DATABASE_PASSWORD -i "$identity" 2>/dev/null)
     if [ -z "$pw_pg" ] || [ "$pw_pg" = "$pw_db" ] || [ "$pw_pg" = "$pw_mig" ] || [ "$pw_db" = "$pw_mig" ]; then
@@ -594,12 +629,13 @@ rebuild_flows() {
     # prod with its own sealed file: built for amd64, pushed as <version>-<commit>, applied
     # pinned to the digest the push reported.
     sealed="$repo/deploy/overlays/prod/secrets.sealed.yaml"
-    rm "$sealed"
+    rm "$sealed" "$repo/deploy/overlays/prod/postgres.sealed.yaml"
     "$app" seal keygen -o "$home/prod.identity" >"$home/prod.recipient" 2>/dev/null
     printf 'x\n' >"$home/value"
     "$app" seal set "$sealed" --context discbaboons/prod -r "$(cat "$home/prod.recipient")" \
-        --from-file "DATABASE_PASSWORD=$home/value" --from-file "POSTGRES_PASSWORD=$home/value" \
-        --from-file "JWT_SECRET=$home/value" 2>/dev/null
+        --from-file "DATABASE_PASSWORD=$home/value" --from-file "JWT_SECRET=$home/value" 2>/dev/null
+    "$app" seal set "$repo/deploy/overlays/prod/postgres.sealed.yaml" --context discbaboons/prod \
+        -r "$(cat "$home/prod.recipient")" --from-file "POSTGRES_PASSWORD=$home/value" 2>/dev/null
     commit_all "prod secrets"
     local version repo_name="registry.test:5000/team/discbaboons-app" first second
     version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)

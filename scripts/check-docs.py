@@ -18,8 +18,8 @@ file (`set -eo pipefail`: a failing command fails the block), with:
     placeholders of deploy/overlays/prod/params.env;
   - for every file but deploy/README.md (whose first deployment does it), params.env filled
     in and committed, as that first deployment leaves it;
-  - the placeholders of the docs replaced: age1cluster... and age1newcluster... by the
-    recipients of identities made for the run, age1recovery... by the recovery key's, read
+  - the placeholders of the docs replaced: age1cluster..., age1newcluster... and
+    age1postgres... by the recipients of identities made for the run, age1recovery... by the recovery key's, read
     from ~/.config/discbaboons/recovery.key as the docs make it.
 CHECK_DOCS_VERBOSE=1 prints each file's run. The binary's --help texts (every subcommand's) may name repository paths only if they exist.
 Exits 1 naming the file and line of each block that failed or lacks a marker's reason.
@@ -46,8 +46,6 @@ FILE_TIMEOUT = 180
 # in the summary, until their blocks are marked or made to run.
 # A heading of None: the whole file.
 PENDING = {
-    ("docs/secrets.md", "Rotating the database password"): "the database roles change rewrites it",
-    ("docs/migrations.md", None): "the database roles change rewrites it",
 }
 PROMPT = re.compile(rb"(value of|again,) ([A-Z0-9_]+): $")
 QUESTION = re.compile(rb"\[y/N\] $")
@@ -87,6 +85,7 @@ def is_command_block(lang, body):
 def substitute(text):
     text = text.replace("age1newcluster...", '"$DOCS_NEW_CLUSTER_RECIPIENT"')
     text = text.replace("age1cluster...", '"$DOCS_CLUSTER_RECIPIENT"')
+    text = text.replace("age1postgres...", '"$DOCS_POSTGRES_RECIPIENT"')
     return text.replace("age1recovery...", '"$(sed -n "s/^# public key: //p" ~/.config/discbaboons/recovery.key)"')
 
 
@@ -217,11 +216,15 @@ def main():
                 "HOME": home, "TMPDIR": tmpdir, "TERM": "dumb", "LANG": "C.UTF-8", "EDITOR": editor,
                 "APP_BIN": app, "STUB_CALLS": os.path.join(state, "calls"), "STUB_STATE": state,
                 "STUB_REAL_KUBECTL": kubectl,
+                # A block that reaches for a database must fail, never meet the machine's own
+                # PostgreSQL on localhost:5432.
+                "APP_DATABASE__HOST": "127.0.0.1", "APP_DATABASE__PORT": "9",
                 # A user's git knows who they are.
                 "GIT_AUTHOR_NAME": "check-docs", "GIT_AUTHOR_EMAIL": "check-docs@localhost",
                 "GIT_COMMITTER_NAME": "check-docs", "GIT_COMMITTER_EMAIL": "check-docs@localhost",
             }
-            for name, var in (("cluster", "DOCS_CLUSTER_RECIPIENT"), ("newcluster", "DOCS_NEW_CLUSTER_RECIPIENT")):
+            for name, var in (("cluster", "DOCS_CLUSTER_RECIPIENT"), ("newcluster", "DOCS_NEW_CLUSTER_RECIPIENT"),
+                              ("postgres", "DOCS_POSTGRES_RECIPIENT")):
                 keygen = subprocess.run([app, "seal", "keygen", "-o", os.path.join(tmp, f"{name}.key")],
                                         env=env, check=True, capture_output=True, text=True)
                 env[var] = keygen.stdout.strip().splitlines()[-1]

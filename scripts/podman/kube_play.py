@@ -118,7 +118,10 @@ class Seal:
     def reseal(self, committed):
         doc = yaml.safe_load(committed)
         context, keys = doc["context"], list(doc["values"])
+        # The postgres pod's own file (POSTGRES_PASSWORD only) has the same context.
         out_path = self.resealed(context)
+        if "POSTGRES_PASSWORD" in keys:
+            out_path = out_path.with_name(out_path.stem + "-postgres.yaml")
         cmd = [self.app, "seal", "set", str(out_path), "--context", context, "-r", self.recipient]
         for key in keys:
             value = self.VALUES.get(key) or (self.db_password if key == "DATABASE_PASSWORD" else secrets.token_urlsafe(36))

@@ -153,7 +153,10 @@ impl Sealed {
     /// The value of `key`, or `None` when no file has such a key; a key in two files is
     /// refused, since which one counts would be a guess.
     fn get(&self, key: &str) -> anyhow::Result<Option<SecretString>> {
-        let mut holders = self.files.iter().filter(|(_, f)| f.values.contains_key(key));
+        let mut holders = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.values.contains_key(key));
         let Some((path, file)) = holders.next() else {
             return Ok(None);
         };
