@@ -318,6 +318,9 @@ def main():
                 cluster, "bench", f"{BENCH}/pgbench/user.sql", args.users, c, t, d, warmup=0)
         results["pgbench_cpu_us"] = meter.per_request_us(results["pgbench_user_tps"] * meter.wall)
 
+        log("wrk: logins (argon2id), a server with the rate limits off")
+        results["login"], results["login_rss_mib"] = login_throughput(args, env, t)
+
         log("hyper-hello: the HTTP limit")
         hport = free_port()
         hyper = subprocess.Popen([args.hyper, str(hport)], stdout=subprocess.DEVNULL)
@@ -346,6 +349,31 @@ def main():
 
     results["binary_mib"] = os.path.getsize(args.app) / 1024 / 1024
     write_report(args, results)
+
+
+def login_throughput(args, env, threads):
+    """Correct-password logins as fast as 8 connections send them, on a second server with the
+    rate limits off (they would answer 429 after ten): the hashes a replica verifies per
+    second, bounded by auth.hash_concurrency (one per core). Also its peak RSS."""
+    port = free_port()
+    login_env = {**env, "PORT": str(port), "APP_METRICS__ENABLED": "false",
+                 "APP_RATE__PER_CLIENT_PER_MINUTE": "0", "APP_RATE__PER_ACCOUNT_PER_MINUTE": "0"}
+    proc = subprocess.Popen([args.app, "serve"], env=login_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/ready")
+        user, password = "bench_login", "bench-login-password-0123"
+        request = urllib.request.Request(
+            f"{base}/api/auth/register", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"username": user, "email": "bench@example.com", "password": password}).encode())
+        urllib.request.urlopen(request).read()
+        os.environ["BENCH_LOGIN_USER"], os.environ["BENCH_LOGIN_PASSWORD"] = user, password
+        result = wrk(base, threads, 8, args.duration, script=os.path.join(BENCH, "wrk", "login.lua"))
+        return result, vm_hwm_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def deep_page_url(base, users):
@@ -385,12 +413,20 @@ def write_report(args, r):
          f"({r['init_parts_ms']['wait_db']:.0f} + {r['init_parts_ms']['migrate']:.0f} + "
          f"{r['init_parts_ms']['serve_ready']:.0f})", "≤ 150 ms", r["init_chain_ms"] <= 150),
         ("static binary size", f"{r['binary_mib']:.1f} MiB", "≤ 20 MiB", r["binary_mib"] <= 20),
+        ("peak RSS of a server verifying logins flat out (8 connections, limits off)",
+         f"{r['login_rss_mib']:.1f} MiB", "≤ 128 MiB (the pod's limit)", r["login_rss_mib"] <= 128),
     ]
     migrate_rows = [
         ("`app migrate`, fresh database: V2..V5 applied, process start to exit",
          f"{r['migrate_fresh_ms']:.0f} ms"),
         ("`app migrate`, up to date: process start to exit (median of 5)",
          f"{r['migrate_noop_ms']:.0f} ms"),
+    ]
+    cores = os.cpu_count() or 1
+    login_rows = [
+        ("correct-password logins (one argon2id verification each, m=19 MiB, t=2), 8 connections",
+         f"{r['login']['rps']:.1f} /s, {r['login']['rps'] / cores:.1f} /s per core, "
+         f"p50 {r['login']['p50_ms']:.0f} ms"),
     ]
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3
     lines = [
@@ -419,6 +455,8 @@ def write_report(args, r):
         lines.append(f"| {name} | {measured} | {target} | {'✅' if ok else '❌'} |")
     lines += ["", "## Migrations (recorded, no target)", "", "| figure | measured |", "|---|---|"]
     lines += [f"| {name} | {measured} |" for name, measured in migrate_rows]
+    lines += ["", "## Logins (recorded, no target)", "", "| figure | measured |", "|---|---|"]
+    lines += [f"| {name} | {measured} |" for name, measured in login_rows]
     lines += ["", "## Every wrk run", "",
               "| endpoint | req/s | p50 ms | p99 ms | non-2xx | socket errors |",
               "|---|---|---|---|---|---|"]
@@ -426,7 +464,8 @@ def write_report(args, r):
                       ("user", "`/api/users/{username}` (random user)"),
                       ("page_first", "`/api/users?limit=50` first page"),
                       ("page_deep", f"`/api/users?limit=50` deep page ({args.users} users)"),
-                      ("page_deep_big", f"`/api/users?limit=50` deep page ({args.big} users)")]:
+                      ("page_deep_big", f"`/api/users?limit=50` deep page ({args.big} users)"),
+                      ("login", "`POST /api/auth/login` (8 connections, limits off)")]:
         if key in r:
             w = r[key]
             lines.append(f"| {name} | {w['rps']:.0f} | {w['p50_ms']:.2f} | {w['p99_ms']:.2f} | "

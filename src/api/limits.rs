@@ -130,6 +130,13 @@ impl Limits {
     }
 }
 
+fn rate_limited(not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> ApiError {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    ApiError::RateLimited {
+        retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,12 +154,5 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(150));
         let next = limits.log_refusal().expect("the budget refills");
         assert_eq!(next as usize, 1000 - logged);
-    }
-}
-
-fn rate_limited(not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> ApiError {
-    let wait = not_until.wait_time_from(DefaultClock::default().now());
-    ApiError::RateLimited {
-        retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
     }
 }
