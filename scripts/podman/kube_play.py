@@ -27,6 +27,12 @@ nowhere else:
   containers' `ports` entries are dropped (podman refuses port mappings on the host network;
   the probes' named ports resolve to the free ones).
 
+First the postgres StatefulSet's `open-secrets` init container runs under `podman run` as
+rendered (user, read-only root, dropped capabilities, its env from app-config, its volumes:
+the postgres-sealed file resealed to a postgres test identity of its own, that identity as the
+Secret, a tmpfs directory for the memory-backed emptyDir): it must write POSTGRES_PASSWORD with
+mode 0400 as the postgres uid, and with the app's identity in its place open nothing (exit 22).
+
 Then it checks: every init container exited 0 in order; the startup, readiness and liveness
 probe paths answer 200; `/app healthcheck` (the image's HEALTHCHECK) passes inside the
 container; serve runs as the rendered runAsUser; `podman pod stop` with the rendered
@@ -98,8 +104,9 @@ def is_sealed_file(text):
 class Seal:
     """A test identity, and sealed files resealed to it."""
 
-    def __init__(self, app, work, db_password):
-        self.app, self.dir, self.db_password = app, work / "seal", db_password
+    def __init__(self, app, work, db_password, name="seal"):
+        self.app, self.dir, self.db_password = app, work / name, db_password
+        self.values = {}
         self.dir.mkdir(mode=0o700)
         self.identity = self.dir / "identity"
         out = run([app, "seal", "keygen", "-o", str(self.identity)])
@@ -125,6 +132,7 @@ class Seal:
         cmd = [self.app, "seal", "set", str(out_path), "--context", context, "-r", self.recipient]
         for key in keys:
             value = self.VALUES.get(key) or (self.db_password if key == "DATABASE_PASSWORD" else secrets.token_urlsafe(36))
+            self.values[key] = value
             path = self.dir / f"value-{key}"
             path.write_text(value)
             path.chmod(0o600)
@@ -175,17 +183,8 @@ def substitute(docs, args, seal, work):
 
     for volume in spec.get("volumes", []):
         if "secret" in volume:
-            host_dir = work / f"volume-{volume['name']}"
-            host_dir.mkdir(mode=0o755)
-            target = host_dir / "identity"
-            target.write_bytes(seal.identity.read_bytes())
-            # The kubelet: the file gets defaultMode, and under an fsGroup it is group-owned by
-            # it with group read added.
-            mode = volume["secret"].get("defaultMode", 0o644)
-            if fs_group is not None:
-                os.chown(target, 0, fs_group)
-                mode |= 0o040
-            target.chmod(mode)
+            host_dir = secret_dir(work, volume["name"], seal.identity,
+                                  volume["secret"].get("defaultMode", 0o644), fs_group)
             volume.pop("secret")
             volume["hostPath"] = {"path": str(host_dir), "type": "Directory"}
 
@@ -234,6 +233,93 @@ def http_status(port, path):
         return None
 
 
+def secret_dir(work, name, identity, mode, fs_group):
+    """A Secret volume as the kubelet makes it: the identity with defaultMode, group-owned by
+    the pod's fsGroup with group read added (podman 4.3.1's kube play crashes on `secret:`)."""
+    host_dir = work / f"volume-{name}"
+    host_dir.mkdir(mode=0o755)
+    target = host_dir / "identity"
+    target.write_bytes(identity.read_bytes())
+    if fs_group is not None:
+        os.chown(target, 0, fs_group)
+        mode |= 0o040
+    target.chmod(mode)
+    return host_dir
+
+
+def open_secrets(args, docs, work, podman, app_seal):
+    """The postgres StatefulSet's `open-secrets` init container, run by podman as rendered (its
+    `postgres` container's image cannot be pulled here): with its own sealed file (resealed to
+    a postgres test identity of its own) it must write POSTGRES_PASSWORD, mode 0400, owned by
+    the postgres uid, into the memory-backed volume; with the app pods' identity in its place it
+    must open nothing (exit 22): each pod decrypts only its own file."""
+    sts = find(docs, "StatefulSet", "postgres")
+    spec = sts["spec"]["template"]["spec"]
+    c = next(c for c in spec["initContainers"] if c["name"] == "open-secrets")
+    pod_sc, sc = spec.get("securityContext", {}), c.get("securityContext", {})
+    uid, gid = sc.get("runAsUser", pod_sc.get("runAsUser")), sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+    fs_group = pod_sc.get("fsGroup")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    pg_seal = Seal(args.app, work, "", name="seal-postgres")
+    mounts, secrets_dir = [], None
+    for m in c["volumeMounts"]:
+        v = volumes[m["name"]]
+        if "configMap" in v:
+            host_dir = work / f"sts-{m['name']}"
+            host_dir.mkdir()
+            for key, text in config_maps[v["configMap"]["name"]]["data"].items():
+                (host_dir / key).write_text(pg_seal.reseal(text) if is_sealed_file(text) else text)
+                (host_dir / key).chmod(v["configMap"].get("defaultMode", 0o644))
+            mounts += ["-v", f"{host_dir}:{m['mountPath']}:ro"]
+        elif "secret" in v:
+            host_dir = secret_dir(work, f"sts-{m['name']}", pg_seal.identity, v["secret"].get("defaultMode", 0o644), fs_group)
+            mounts += ["-v", f"{host_dir}:{m['mountPath']}:ro"]
+            identity_mount = (len(mounts) - 1, m["mountPath"], v["secret"].get("defaultMode", 0o644))
+        elif v.get("emptyDir", {}).get("medium") == "Memory":
+            # A directory on the host's tmpfs, so that what the container writes can be read.
+            secrets_dir = Path(f"/dev/shm/check-image-{os.getpid()}-{m['name']}")
+            secrets_dir.mkdir(mode=0o777)
+            secrets_dir.chmod(0o777)
+            mounts += ["-v", f"{secrets_dir}:{m['mountPath']}"]
+        else:
+            fail(f"open-secrets mounts {m['name']}, a volume this check does not know")
+    env = []
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("configMapKeyRef")
+        value = config_maps[ref["name"]]["data"][ref["key"]] if ref else e["value"]
+        env += ["-e", f"{e['name']}={value}"]
+    caps = ["--cap-drop", "ALL"] if "ALL" in sc.get("capabilities", {}).get("drop", []) else []
+    groups = ["--group-add", str(fs_group)] if fs_group is not None else []
+    base = podman + ["run", "--rm", "--network", "none", "--user", f"{uid}:{gid}",
+                     "--security-opt", "no-new-privileges"] + groups + caps
+    if sc.get("readOnlyRootFilesystem"):
+        base.append("--read-only")
+    try:
+        out = run(base + mounts + env + [args.image] + c["args"], timeout=60)
+        if out.returncode != 0:
+            fail(f"{args.overlay}: open-secrets: exit {out.returncode}: {out.stderr}")
+        written = secrets_dir / "POSTGRES_PASSWORD"
+        st = written.stat()
+        if (st.st_mode & 0o777, st.st_uid) != (0o400, uid):
+            fail(f"{args.overlay}: open-secrets wrote POSTGRES_PASSWORD mode {st.st_mode & 0o777:o} uid {st.st_uid}, not 400 uid {uid}")
+        if written.read_text() != pg_seal.values["POSTGRES_PASSWORD"]:
+            fail(f"{args.overlay}: open-secrets wrote another value than the sealed POSTGRES_PASSWORD")
+        written.unlink()
+        # The app pods' identity in the postgres pod's place opens nothing of its file.
+        i, path, mode = identity_mount
+        mounts[i] = f"{secret_dir(work, 'sts-app-identity', app_seal.identity, mode, fs_group)}:{path}:ro"
+        out = run(base + mounts + env + [args.image] + c["args"], timeout=60)
+        if out.returncode != 22 or written.exists():
+            fail(f"{args.overlay}: open-secrets with the app's identity: exit {out.returncode} (want 22, nothing written): {out.stderr}")
+    finally:
+        if secrets_dir:
+            for f in secrets_dir.iterdir():
+                f.unlink()
+            secrets_dir.rmdir()
+    return f"open-secrets wrote POSTGRES_PASSWORD 0400 uid {uid}, and refused the app's identity (22)"
+
+
 def create_roles(args, seal, docs):
     """`app db roles --print-sql | psql`, as the first deploy runs it."""
     # app-config, by its content (kustomize appends a hash to the name).
@@ -270,6 +356,7 @@ def main():
     docs = render(args.overlay)
     seal = Seal(args.app, work, Path(args.db_password_file).read_text())
     objects, ports, spec = substitute(docs, args, seal, work)
+    opened = open_secrets(args, docs, work, podman, seal)
     create_roles(args, seal, docs)
     kube_file = work / "pod.yaml"
     kube_file.write_text(yaml.safe_dump_all(objects, sort_keys=False))
@@ -351,7 +438,7 @@ def main():
     names = ", ".join(c["name"] for c in spec.get("initContainers", []))
     print(
         f"kube_play: ok: {args.overlay}: pod {pod} ran {names} (exit 0, in order) then {app_name}; "
-        f"startup/readiness/liveness 200, healthcheck ok, uid {uid}; SIGTERM -> exit 0 in {took:.1f}s (grace {grace}s)"
+        f"startup/readiness/liveness 200, healthcheck ok, uid {uid}; SIGTERM -> exit 0 in {took:.1f}s (grace {grace}s); {opened}"
     )
 
 

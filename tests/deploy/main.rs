@@ -48,6 +48,15 @@
 //!   `APP_METRICS__PORT`, become free local ports (tests share one host).
 //!
 //! `kubectl` is `$KUBECTL`, else `.venv/bin/kubectl` (scripts/setup.sh installs it), else `PATH`'s.
+//!
+//! What a real runtime proves instead (`scripts/check-image.sh`, podman): the image as built,
+//! the app pod's containers under runc (order, security contexts, probes' answers, SIGTERM),
+//! and the `open-secrets` init container writing its file. What only this simulation covers,
+//! and so keeps: the environment resolved from the rendered objects alone (a secret in an env
+//! var fails here), the binary's default paths against the mount paths, the StatefulSet's
+//! `open-secrets` output as the `postgres` container's `POSTGRES_PASSWORD_FILE` (its image
+//! cannot be pulled), and the backup CronJob and restore drill pods (`backup.rs`), which need
+//! `pg_dump` from that image too.
 
 // A private cluster per overlay (not the shared one with a fresh database): the pods use the
 // rendered user and database name verbatim, and both overlays name the same ones.
