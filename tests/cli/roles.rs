@@ -226,6 +226,38 @@ async fn the_seeds_database_moves_onto_the_model() {
     assert_eq!(sessions, "0");
 }
 
+#[tokio::test]
+async fn objects_of_the_bootstrap_superuser_move_too() {
+    // The seed's real case: `POSTGRES_USER=app_user` makes app_user the *bootstrap* superuser
+    // (the one initdb created), which PostgreSQL treats apart (`reassign owned` refuses it).
+    // Here the test cluster's own bootstrap superuser created and owns the schema.
+    let db = Cluster::shared().create_db();
+    let roles = Roles::new();
+    crate::migrate::prepare_like_flyway(&db);
+    db.seed_users(2);
+    let bootstrap = db.psql("select rolname from pg_roles where oid = 10");
+    assert_eq!(owners(&db), bootstrap);
+
+    let sealed = roles.seal(0, 0);
+    let out = roles.db_roles(&db, &["--adopt-from", &bootstrap]);
+    assert!(out.status.success(), "adopt: {}", output_text(&out));
+    assert_eq!(owners(&db), roles.owner, "every table and sequence moved");
+    assert_eq!(
+        db.psql("select rolsuper from pg_roles where oid = 10"),
+        "t",
+        "the bootstrap superuser stays one"
+    );
+
+    roles.migrate(&db, &sealed, &[]);
+    let (client, served, _log) = serve_ready(&db, &roles, &sealed).await;
+    let got = client
+        .get(served.url("/api/users/seeded_1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200, "{}", served.log_text());
+}
+
 // ---- every refusal: its exit code, the input it names and the fix ---------------------------
 
 #[test]
