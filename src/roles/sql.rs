@@ -47,6 +47,17 @@ fn ensure_login(login: &Login, group: &RoleName, createdb: bool) -> Vec<String> 
         literal(login.verifier())
     ));
     out.push(format!("grant {} to {}", group.ident(), login.name.ident()));
+    // A member of `group` only: a membership granted by hand (the API's login in the owner
+    // role, say) would give it what the model denies it.
+    // language=PostgreSQL
+    out.push(format!(
+        "do $$ declare r text; begin \
+         for r in select m.roleid::regrole::text from pg_auth_members m \
+         where m.member = {login}::regrole and m.roleid <> {group}::regrole loop \
+         execute format('revoke %s from %I', r, {login}); end loop; end $$",
+        login = login.name.literal(),
+        group = group.literal(),
+    ));
     out
 }
 

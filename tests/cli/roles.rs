@@ -226,6 +226,31 @@ async fn the_seeds_database_moves_onto_the_model() {
     assert_eq!(sessions, "0");
 }
 
+#[test]
+fn a_login_granted_another_group_by_hand_is_a_member_of_its_own_only_again() {
+    let db = Cluster::shared().create_db();
+    let roles = Roles::new();
+    let sealed = migrated(&db, &roles);
+    // Someone "fixes" a permission error by hand: the API's login joins the owner role.
+    db.psql(&format!("grant {} to {}", roles.owner, sealed.app_user));
+    let member = |role: &str| {
+        db.psql(&format!(
+            "select pg_has_role('{}', '{role}', 'member')",
+            sealed.app_user
+        ))
+    };
+    assert_eq!(member(&roles.owner), "t");
+
+    let out = roles.db_roles(&db, &[]);
+    assert!(out.status.success(), "db roles: {}", output_text(&out));
+    assert_eq!(
+        member(&roles.owner),
+        "f",
+        "the hand-made membership is gone"
+    );
+    assert_eq!(member(&roles.runtime), "t");
+}
+
 #[tokio::test]
 async fn objects_of_the_bootstrap_superuser_move_too() {
     // The seed's real case: `POSTGRES_USER=app_user` makes app_user the *bootstrap* superuser
