@@ -174,6 +174,24 @@ fn the_migrate_pair_both_create_objects_the_owner_owns_and_db_roles_is_idempoten
     }
 }
 
+/// After an adoption: `migrate` as migrate's login, then `serve` as the API's reads a user the
+/// seed's database had. The server, for more requests.
+async fn migrate_and_read_a_seeded_user(
+    db: &TestDb<'_>,
+    roles: &Roles,
+    sealed: &Sealed,
+) -> (reqwest::Client, Served, tempfile::TempDir) {
+    roles.migrate(db, sealed, &[]);
+    let (client, served, log) = serve_ready(db, roles, sealed).await;
+    let got = client
+        .get(served.url("/api/users/seeded_1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200, "{}", served.log_text());
+    (client, served, log)
+}
+
 #[tokio::test]
 async fn the_seeds_database_moves_onto_the_model() {
     let db = Cluster::shared().create_db();
@@ -201,14 +219,7 @@ async fn the_seeds_database_moves_onto_the_model() {
     let (code, _) = login_error(&db, &app_user, "old-seed-pw").await;
     assert_eq!(code, "28P01");
 
-    roles.migrate(&db, &sealed, &[]);
-    let (client, served, _log) = serve_ready(&db, &roles, &sealed).await;
-    let got = client
-        .get(served.url("/api/users/seeded_1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.status(), 200, "{}", served.log_text());
+    let (client, served, _log) = migrate_and_read_a_seeded_user(&db, &roles, &sealed).await;
     let registered = client
         .post(served.url("/api/auth/register"))
         .json(&serde_json::json!({
@@ -273,14 +284,7 @@ async fn objects_of_the_bootstrap_superuser_move_too() {
         "the bootstrap superuser stays one"
     );
 
-    roles.migrate(&db, &sealed, &[]);
-    let (client, served, _log) = serve_ready(&db, &roles, &sealed).await;
-    let got = client
-        .get(served.url("/api/users/seeded_1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.status(), 200, "{}", served.log_text());
+    migrate_and_read_a_seeded_user(&db, &roles, &sealed).await;
 }
 
 // ---- every refusal: its exit code, the input it names and the fix ---------------------------
