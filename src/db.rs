@@ -13,6 +13,30 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::config::DatabaseSettings;
 
+/// A pooled connection idle for this long is pinged before it is handed out. PostgreSQL
+/// restarting (a node drained, a failover) leaves every idle connection of the pool dead;
+/// unchecked, each one fails the first request that gets it after PostgreSQL is back. Busy
+/// connections, reused within milliseconds, are not pinged: the hot path keeps its one
+/// round trip.
+const PING_IF_IDLE_FOR: Duration = Duration::from_millis(100);
+
+/// The pool options both pools share: lazy, bounded waits, idle connections checked.
+fn pool_options(settings: &DatabaseSettings, max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// The server's pool: connects lazily, so `serve` starts while PostgreSQL is down and
 /// recovers by itself; a short acquire timeout makes requests fail fast instead of hanging.
 pub(crate) fn pool(settings: &DatabaseSettings) -> Result<PgPool, crate::config::ConfigError> {
@@ -21,12 +45,7 @@ pub(crate) fn pool(settings: &DatabaseSettings) -> Result<PgPool, crate::config:
         let ms = settings.statement_timeout.as_millis().to_string();
         opts = opts.options([("statement_timeout", ms.as_str())]);
     }
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.pool_max)
-        .min_connections(0)
-        .acquire_timeout(settings.acquire_timeout)
-        .test_before_acquire(false)
-        .connect_lazy_with(opts))
+    Ok(pool_options(settings, settings.pool_max).connect_lazy_with(opts))
 }
 
 /// The readiness probe's own pool of one connection, kept apart from the server's so that a
@@ -35,12 +54,7 @@ pub(crate) fn pool(settings: &DatabaseSettings) -> Result<PgPool, crate::config:
 pub(crate) fn probe_pool(
     settings: &DatabaseSettings,
 ) -> Result<PgPool, crate::config::ConfigError> {
-    Ok(PgPoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .acquire_timeout(settings.acquire_timeout)
-        .test_before_acquire(false)
-        .connect_lazy_with(settings.connect_options()?))
+    Ok(pool_options(settings, 1).connect_lazy_with(settings.connect_options()?))
 }
 
 /// One dedicated connection for one-shot work (`migrate`), failing with a classified reason.

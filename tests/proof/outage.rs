@@ -184,3 +184,81 @@ async fn database_outage_under_load_fails_fast_with_json_503_and_recovers() {
     replica.signal(libc::SIGTERM);
     assert_eq!(replica.wait_exit(Duration::from_secs(20)).await, Some(0));
 }
+
+/// `db_pool_idle_connections` from the replica's `/metrics`.
+async fn idle_connections(client: &reqwest::Client, metrics_port: u16) -> u64 {
+    let text = client
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("db_pool_idle_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no db_pool_idle_connections in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_database_restart_no_request_gets_a_dead_pooled_connection() {
+    // A node drain or failover restarts PostgreSQL while the API is quiet: every idle
+    // connection of the pool is dead, and none of them may fail a request once it is back.
+    let cluster = Cluster::private();
+    let db = cluster.create_db();
+    apply_migrations(&db);
+    let dir = scratch("restart");
+    let metrics_port = free_port();
+    let metrics_port_text = metrics_port.to_string();
+    let mut replica = Served::replica(
+        &db,
+        free_port(),
+        &dir.join("serve.log"),
+        &[
+            ("APP_DATABASE__ACQUIRE_TIMEOUT", "2s"),
+            ("APP_METRICS__ENABLED", "true"),
+            ("APP_METRICS__PORT", &metrics_port_text),
+        ],
+    );
+    let client = reqwest::Client::new();
+    replica.wait_ready(&client, Duration::from_secs(30)).await;
+    let (username, _) = sign_up(&replica.url(""), "restart").await;
+    let lookup = replica.url(&format!("/api/users/{username}"));
+
+    // Fill the pool: concurrent pages hold several connections at once.
+    let mut idle = 0;
+    for _ in 0..20 {
+        let pages: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(client.get(replica.url("/api/users?limit=100")).send()))
+            .collect();
+        for page in pages {
+            assert_eq!(page.await.unwrap().unwrap().status(), 200);
+        }
+        idle = idle_connections(&client, metrics_port).await;
+        if idle >= 3 {
+            break;
+        }
+    }
+    assert!(
+        idle >= 3,
+        "the pool kept only {idle} idle connections: nothing to prove"
+    );
+
+    cluster.stop();
+    cluster.start();
+    replica.wait_ready(&client, Duration::from_secs(15)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..idle + 5 {
+        statuses.push(client.get(&lookup).send().await.unwrap().status().as_u16());
+    }
+    println!("after the restart, with {idle} idle connections before it: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{statuses:?}\n{}",
+        replica.log_text()
+    );
+
+    replica.signal(libc::SIGTERM);
+    assert_eq!(replica.wait_exit(Duration::from_secs(20)).await, Some(0));
+}
