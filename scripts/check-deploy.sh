@@ -163,6 +163,16 @@ need(config is not None, "no generated app-config ConfigMap")
 config = (config or {}).get("data", {})
 need(config.get("APP_ENV") == profile, f"app-config APP_ENV is {config.get('APP_ENV')!r}, not {profile!r}")
 need(config.get("LOG_LEVEL") == {"dev": "debug", "prod": "info"}[profile], f"LOG_LEVEL {config.get('LOG_LEVEL')!r}")
+# Behind ingress-nginx every peer is the controller: without trusted proxies the per-client
+# rate limit is one bucket for every user. Trusting ranges is safe only while the API port
+# admits nothing but the ingress-nginx namespace.
+need(config.get("APP_RATE__TRUSTED_PROXIES"), "app-config sets no APP_RATE__TRUSTED_PROXIES: every client would share the ingress's rate limit")
+app_policy = next((p for p in find("NetworkPolicy") if p["metadata"]["name"] == "app"), {})
+api_sources = [src for rule in app_policy.get("spec", {}).get("ingress", [])
+               if any(port.get("port") in (3000, "http") for port in rule.get("ports", []))
+               for src in rule.get("from", [])]
+need(api_sources == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+     f"NetworkPolicy app admits {api_sources!r} to the API port: trusted proxies assume only ingress-nginx")
 
 sealed = [c for c in find("ConfigMap") if c["metadata"]["name"].startswith("app-sealed-")]
 need(len(sealed) == 1 and "secrets.yaml" in sealed[0].get("data", {}), "no generated app-sealed ConfigMap with secrets.yaml")

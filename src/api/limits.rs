@@ -3,8 +3,8 @@
 //! passwords nor many addresses guessing one account's gets far. Beyond a limit the answer
 //! is a 429 with `Retry-After`, before any database query or hash.
 //!
-//! The client address is the socket's, unless the peer is one of `rate.trusted_proxies` (the
-//! ingress): then it is the rightmost `X-Forwarded-For` entry that is not a trusted proxy, so
+//! The client address is the socket's, unless the peer is in `rate.trusted_proxies` (the
+//! ingress; addresses or CIDR ranges): then it is the rightmost `X-Forwarded-For` entry that is not a trusted proxy, so
 //! that a client cannot choose its own address by sending the header. The counters live in
 //! this process: with N replicas a client gets up to N times the limit (docs/reliability.md).
 
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 use poem::Request;
 
 use super::ApiError;
@@ -34,7 +35,7 @@ const REFUSAL_LINES_PER_SECOND: u32 = 10;
 pub(crate) struct Limits {
     per_client: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_account: Option<DefaultKeyedRateLimiter<String>>,
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: Vec<IpNet>,
     checks: AtomicU64,
     refusal_lines: governor::DefaultDirectRateLimiter,
     unlogged_refusals: AtomicU64,
@@ -73,13 +74,17 @@ impl Limits {
 
     /// Where `req` came from: the peer, or what a trusted proxy says about it.
     pub(crate) fn client_of(&self, req: &Request) -> Option<IpAddr> {
-        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
-        if !self.trusted_proxies.contains(&peer) {
+        let peer = req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip().to_canonical())?;
+        if !self.trusts(peer) {
             return Some(peer);
         }
         // Right to left: each trusted proxy appended the address it saw. The first entry that
         // is not a trusted proxy is the client; whatever the client wrote further left is not
-        // read, so garbage there changes nothing.
+        // read, so garbage there changes nothing. When every entry is a proxy, the farthest
+        // one is the best that is known.
         let entries: Vec<&str> = req
             .headers()
             .get_all("x-forwarded-for")
@@ -87,14 +92,22 @@ impl Limits {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .collect();
+        let mut client = peer;
         for entry in entries.into_iter().rev() {
-            match entry.trim().parse::<IpAddr>() {
-                Ok(ip) if self.trusted_proxies.contains(&ip) => continue,
-                Ok(ip) => return Some(ip),
-                Err(_) => break,
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip.to_canonical();
+            if !self.trusts(client) {
+                break;
             }
         }
-        Some(peer)
+        Some(client)
+    }
+
+    /// Whether `ip` is one of `rate.trusted_proxies`.
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
     /// Counts one attempt from `client` on `account`; a 429 with the wait when either is

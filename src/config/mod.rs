@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use database::DatabaseSettings;
@@ -208,9 +209,11 @@ pub struct RateSettings {
     pub per_client_per_minute: u32,
     /// Attempts per minute on one account, from anywhere; 0 is no limit.
     pub per_account_per_minute: u32,
-    /// Peers whose `X-Forwarded-For` names the client (the ingress); from anyone else the
-    /// header is ignored and the socket's address counts.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Peers whose `X-Forwarded-For` names the client (the ingress): addresses or CIDR
+    /// ranges, a list or one comma-separated string; from anyone else the header is ignored
+    /// and the socket's address counts.
+    #[serde(deserialize_with = "addresses_or_ranges")]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for RateSettings {
@@ -378,6 +381,29 @@ fn default_true() -> bool {
 
 fn default_ignore_patterns() -> Vec<String> {
     vec![crate::migrate::IgnorePatterns::DEFAULT.to_owned()]
+}
+
+/// Addresses (`10.0.0.7`, a range of one) and CIDR ranges (`10.244.0.0/16`), as
+/// [`list_or_commas`] reads them.
+fn addresses_or_ranges<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    list_or_commas(d)?
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    // The message names the entry by its place: error messages never quote
+                    // a value (src/config/error.rs).
+                    serde::de::Error::custom(format!(
+                        "entry {} is neither an address nor a CIDR range; write each like \
+                         10.0.0.7 or 10.244.0.0/16, commas between them",
+                        i + 1
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// A list of strings, or one string split on commas (what an environment variable holds).
@@ -722,6 +748,39 @@ mod tests {
                 "{section} in {sections:?}"
             );
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges_from_a_comma_list() {
+        // What the base ConfigMap sets: one environment variable, commas between entries.
+        let s = load_env(&[(
+            "APP_RATE__TRUSTED_PROXIES",
+            "10.0.0.0/8, 192.168.0.0/16,10.1.2.3,fc00::/7",
+        )])
+        .unwrap();
+        let shown: Vec<String> = s
+            .rate
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            shown,
+            ["10.0.0.0/8", "192.168.0.0/16", "10.1.2.3/32", "fc00::/7"]
+        );
+        // And `app config` prints what it read in a form it reads back.
+        let toml = s.to_redacted_toml();
+        assert!(toml.contains("\"10.0.0.0/8\""), "{toml}");
+        let err =
+            load_env(&[("APP_RATE__TRUSTED_PROXIES", "10.0.0.0/8,ingress-nginx")]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("rate.trusted_proxies")
+                && msg.contains("entry 2")
+                && !msg.contains("ingress-nginx")
+                && msg.contains("CIDR"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ async fn one_client_gets_a_few_attempts_a_minute_whatever_it_forwards() {
 async fn behind_a_trusted_proxy_the_forwarded_address_counts() {
     let app = spawn_with(|s| {
         s.rate.per_client_per_minute = 2;
-        s.rate.trusted_proxies = vec![[127, 0, 0, 1].into()];
+        s.rate.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     // The rightmost entry the proxy appended is the client; what the client wrote is not.
@@ -68,6 +68,32 @@ async fn behind_a_trusted_proxy_the_forwarded_address_counts() {
     }
     assert_limited(&login_from(&app, "3.3.3.3, 10.0.0.1", "b").await);
     assert_eq!(login_from(&app, "10.0.0.2", "b").await.status, 401);
+}
+
+#[tokio::test]
+async fn trusted_proxies_may_be_ranges_and_every_hop_in_them_is_skipped() {
+    // The deployed setting: the cluster's private ranges, the ingress controller among them.
+    let app = spawn_with(|s| {
+        s.rate.per_client_per_minute = 1;
+        s.rate.trusted_proxies = ["127.0.0.0/8", "10.0.0.0/8"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
+    })
+    .await;
+    // Behind a second proxy in a trusted range, the client is the first hop outside them.
+    assert_eq!(
+        login_from(&app, "203.0.113.9, 10.244.1.5", "c1")
+            .await
+            .status,
+        401
+    );
+    assert_limited(&login_from(&app, "203.0.113.9, 10.244.7.7", "c2").await);
+    // Every entry trusted: the farthest one counts, not the ingress (the socket's peer), so
+    // that one client behind it cannot use up everybody's attempts.
+    assert_eq!(login_from(&app, "10.244.1.5", "c3").await.status, 401);
+    assert_limited(&login_from(&app, "10.244.1.5", "c4").await);
+    assert_eq!(login_from(&app, "10.244.1.6", "c5").await.status, 401);
 }
 
 #[tokio::test]
