@@ -4,9 +4,10 @@
 //! is a 429 with `Retry-After`, before any database query or hash.
 //!
 //! The client address is the socket's, unless the peer is in `rate.trusted_proxies` (the
-//! ingress; addresses or CIDR ranges): then it is the rightmost `X-Forwarded-For` entry that is not a trusted proxy, so
-//! that a client cannot choose its own address by sending the header. The counters live in
-//! this process: with N replicas a client gets up to N times the limit (docs/reliability.md).
+//! ingress; addresses or CIDR ranges): then it is the rightmost `X-Forwarded-For` entry that
+//! is not a trusted proxy, so that a client cannot choose its own address by sending the
+//! header. The counters live in this process: with N replicas a client gets up to N times
+//! the limit (docs/reliability.md).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
