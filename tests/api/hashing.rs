@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{TestApp, join_all, metric, spawn_with};
+use crate::helpers::{TestApp, join_all, spawn_with};
+use crate::support::metric;
 
 /// After `delay`, sends a whole wrong-password login and resets the connection 100 ms later,
 /// without reading the answer: mid-hash, on these cores.

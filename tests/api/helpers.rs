@@ -401,16 +401,6 @@ pub async fn raw_chunked_post(app: &TestApp, path: &str, body: &str) -> (u16, St
     (status, body)
 }
 
-/// The value of an unlabelled metric, from the text exposition.
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Runs the futures concurrently on this task and returns their outputs in order.
 pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();

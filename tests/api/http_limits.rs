@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, join_all, metric, spawn_with};
+use crate::helpers::{TestApp, join_all, spawn_with};
+use crate::support::metric;
 
 fn addr(app: &TestApp) -> String {
     app.base.trim_start_matches("http://").to_owned()

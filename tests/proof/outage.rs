@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::load::{Bounds, Call, Load, describe_failures, sign_up};
-use crate::support::{Cluster, Served, apply_migrations, free_port, scratch};
+use crate::support::{Cluster, Served, apply_migrations, free_port, metric, scratch};
 
 /// `database.acquire_timeout` of the server under test.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -195,10 +195,7 @@ async fn idle_connections(client: &reqwest::Client, metrics_port: u16) -> u64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("db_pool_idle_connections "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no db_pool_idle_connections in:\n{text}"))
+    metric(&text, "db_pool_idle_connections") as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
